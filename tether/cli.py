@@ -1,0 +1,116 @@
+"""`tether ask` and `tether grammar`: a thin command line over the library's event API."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
+from tether.engine.grammar import compose_step_grammar
+from tether.engine.protocol import Mode, Restriction, Trace
+from tether.errors import TetherError
+from tether.tools import BUILTIN_TOOLS, DEFAULT_TOOL_NAMES, resolve_tools
+
+__all__ = ["main"]
+
+_TOOLS_HELP = f"comma-separated tool names (available: {', '.join(BUILTIN_TOOLS)})"
+
+
+def _tool_names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+@click.group()
+@click.version_option(package_name="tether")
+def cli() -> None:
+    """tether: grammar-constrained ReAct agents on small local models."""
+
+
+@cli.command()
+@click.argument("question")
+@click.option("--model", "model_path", type=click.Path(), help="GGUF model file (default: embedded SmolLM2-135M)")
+@click.option("--max-steps", type=click.IntRange(1, 100), default=8, show_default=True)
+@click.option("--tools", "tool_names", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=_TOOLS_HELP)
+@click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
+@click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
+def ask(
+    question: str, model_path: str | None, max_steps: int, tool_names: str, no_grammar: bool, time_limit: float, as_json: bool
+) -> None:
+    """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
+    from tether.engine.controller import Agent, Limits
+    from tether.models import load_backend
+
+    tools = resolve_tools(_tool_names(tool_names))
+    backend = load_backend(model_path)
+    agent = Agent(
+        backend,
+        tools,
+        limits=Limits(max_steps=max_steps, time_limit_s=time_limit),
+        mode=Mode.FREE if no_grammar else Mode.CONSTRAINED,
+    )
+    trace = agent.run(question, on_event=None if as_json else _live_view)
+    if as_json:
+        click.echo(trace.model_dump_json(indent=2))
+
+
+def _live_view(event: Event) -> None:
+    """Print a run as it happens: the model's text streamed, then each observation."""
+    if isinstance(event, StepStarted):
+        note = "" if event.restriction is Restriction.ALL else f" (only `answer:` allowed: {event.restriction.value})"
+        click.secho(f"── step {event.index + 1}{note}", fg="cyan", err=False)
+    elif isinstance(event, TextDelta):
+        click.echo(event.text, nl=False)
+        sys.stdout.flush()
+    elif isinstance(event, StepFailed):
+        click.secho(f"\n[invalid step] {event.error}", fg="red")
+    elif isinstance(event, ObservationMade):
+        click.secho(f"Observation: {event.observation}", fg="green")
+    elif isinstance(event, ActionParsed):
+        pass
+    elif isinstance(event, RunFinished):
+        _summary(event.trace)
+
+
+def _summary(trace: Trace) -> None:
+    click.echo()
+    answer = trace.answer if trace.answer is not None else "(no answer)"
+    click.secho(f"Answer: {answer}", bold=True)
+    click.echo(
+        f"stop: {trace.stop_reason.value if trace.stop_reason else '?'} · {len(trace.steps)} steps · "
+        f"{trace.parse_failures} invalid · {trace.elapsed_s:.1f}s"
+    )
+
+
+@cli.command()
+@click.option("--tools", "tool_names", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=_TOOLS_HELP)
+@click.option("--answer-only", is_flag=True, help="the narrowed grammar of a last or looping step")
+@click.option("--lark", "as_lark", is_flag=True, help="print the Lark grammar the validator uses instead")
+def grammar(tool_names: str, answer_only: bool, as_lark: bool) -> None:
+    """Print the composed step grammar (GBNF, as given to the decoder)."""
+    composed = compose_step_grammar(resolve_tools(_tool_names(tool_names)), allowed=["answer"] if answer_only else None)
+    click.echo(composed.lark_source if as_lark else composed.gbnf, nl=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: errors become one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="tether", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except TetherError as exc:
+        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

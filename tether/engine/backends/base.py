@@ -1,0 +1,53 @@
+"""The one interface the controller needs from a model: render a chat, stream a completion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Backend", "Message", "Sampling", "StreamStats"]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    content: str
+
+
+class Sampling(BaseModel):
+    """Decoding settings; temperature 0 means greedy (the default, for reproducible runs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    temperature: float = 0.0
+    top_k: int = 40
+    top_p: float = 0.95
+    seed: int = 0
+
+
+class StreamStats(BaseModel):
+    """What the backend learnt about the last stream: filled in while it runs."""
+
+    prompt_tokens: int = 0  # tokens in the whole prompt
+    prompt_evaluated: int = 0  # of those, tokens the model had to evaluate (the rest came from cache)
+    sampled: int = 0  # tokens produced
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model the controller can drive. `stream` yields the completion text piece by piece (one
+    token each for local models); the caller may stop early by closing the iterator."""
+
+    @property
+    def name(self) -> str: ...
+
+    def format_chat(self, messages: Sequence[Message]) -> str | None:
+        """The prompt text that opens an assistant turn after `messages`, or None without a template."""
+        ...
+
+    def stream(
+        self, prompt: str, *, grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
+    ) -> Iterator[str]: ...

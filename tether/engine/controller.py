@@ -1,0 +1,268 @@
+"""The agent loop: render the prompt, decode one step under the grammar, validate it, run the tool,
+append the observation, and repeat until an answer, the step limit, a loop, or the time budget."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tether.engine.backends.base import Backend, Sampling, StreamStats
+from tether.engine.events import (
+    ActionParsed,
+    Event,
+    ObservationMade,
+    RunFinished,
+    StepFailed,
+    StepStarted,
+    TextDelta,
+)
+from tether.engine.grammar import StepGrammar, compose_step_grammar
+from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
+from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, Trace
+from tether.errors import ConfigError, ModelError, TetherError, ToolTimeout
+from tether.tools.base import Tool, ToolRegistry
+
+__all__ = ["Agent", "Limits"]
+
+
+class Limits(BaseModel):
+    """The budgets of one run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_steps: int = Field(8, ge=1)
+    time_limit_s: float = Field(300.0, gt=0)  # wall clock for the whole run
+    max_step_tokens: int = Field(512, ge=16)  # enough for the grammar's longest step
+    repeats_before_narrowing: int = Field(2, ge=1)  # repeated actions tolerated before `answer:` only
+
+
+class Agent:
+    """A ReAct agent over a backend and a tool registry. `run()` returns the Trace; `iter_run()`
+    yields the same run as events while it happens."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        tools: Iterable[Tool] | ToolRegistry | None = None,
+        *,
+        limits: Limits | None = None,
+        mode: Mode | str = Mode.CONSTRAINED,
+        sampling: Sampling | None = None,
+        prompt_style: PromptStyle = "auto",
+    ) -> None:
+        if tools is None:
+            from tether.tools import default_tools
+
+            tools = default_tools()
+        self.backend = backend
+        self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
+        self.limits = limits or Limits()
+        self.mode = Mode(mode)
+        self.sampling = sampling or Sampling()
+        if prompt_style not in ("auto", "chat", "raw"):
+            raise ConfigError(f"unknown prompt style {prompt_style!r}: use auto, chat or raw")
+        self.prompt_style = prompt_style
+
+    @cached_property
+    def grammars(self) -> dict[Restriction, StepGrammar]:
+        full = compose_step_grammar(self.tools)
+        answer_only = compose_step_grammar(self.tools, allowed=[ANSWER])
+        return {
+            Restriction.ALL: full,
+            Restriction.ANSWER_ONLY_LAST_STEP: answer_only,
+            Restriction.ANSWER_ONLY_LOOP: answer_only,
+        }
+
+    def run(self, question: str, on_event: Callable[[Event], None] | None = None) -> Trace:
+        for event in self.iter_run(question):
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, RunFinished):
+                return event.trace
+        raise AssertionError("iter_run ended without RunFinished")  # pragma: no cover
+
+    def iter_run(self, question: str) -> Iterator[Event]:
+        """The run as events; the last one is always RunFinished with the Trace."""
+        run = _Run(self, question)
+        yield from run.events()
+        yield RunFinished(run.trace)
+
+
+class _Run:
+    """The state of one run (kept out of Agent so an Agent can be reused and shared)."""
+
+    def __init__(self, agent: Agent, question: str) -> None:
+        self.agent = agent
+        self.started = time.monotonic()
+        self.deadline = self.started + agent.limits.time_limit_s
+        self.trace = Trace(question=question, model=agent.backend.name, mode=agent.mode)
+        self.repeats = 0
+
+    def events(self) -> Iterator[Event]:
+        limits = self.agent.limits
+        try:
+            for index in range(limits.max_steps):
+                if time.monotonic() >= self.deadline:
+                    self.trace.stop_reason = StopReason.TIME_LIMIT
+                    return
+                restriction = self._restriction(index)
+                yield StepStarted(index, restriction)
+                step = yield from self._decode(index, restriction)
+                self.trace.steps.append(step)
+                if self.trace.stop_reason is not None:
+                    return
+                if step.action is None:
+                    yield StepFailed(index, step.error or "invalid step")
+                else:
+                    yield ActionParsed(index, step.action)
+                    if step.action.is_answer:
+                        self._finish(step.action, restriction)
+                        return
+                    self._act(step)
+                yield ObservationMade(index, step.observation or "", step)
+                if restriction is Restriction.ANSWER_ONLY_LOOP:  # unconstrained model ignored the narrowing
+                    self.trace.stop_reason = StopReason.LOOP
+                    return
+            self.trace.stop_reason = StopReason.STEP_LIMIT
+        finally:
+            self.trace.elapsed_s = time.monotonic() - self.started
+
+    def _restriction(self, index: int) -> Restriction:
+        if self.repeats >= self.agent.limits.repeats_before_narrowing:
+            return Restriction.ANSWER_ONLY_LOOP
+        if index == self.agent.limits.max_steps - 1:
+            return Restriction.ANSWER_ONLY_LAST_STEP
+        return Restriction.ALL
+
+    def _decode(self, index: int, restriction: Restriction) -> Iterator[Event]:
+        agent = self.agent
+        grammar = agent.grammars[restriction]
+        prompt = render_prompt(agent.backend, self.trace.question, self.trace.steps, agent.tools, agent.prompt_style)
+        stats = StreamStats()
+        began = time.monotonic()
+        pieces: list[str] = []
+        timed_out = False
+        stream = agent.backend.stream(
+            prompt,
+            grammar=grammar.gbnf if agent.mode is Mode.CONSTRAINED else None,
+            max_tokens=agent.limits.max_step_tokens,
+            sampling=agent.sampling,
+            stats=stats,
+        )
+        try:
+            for piece in stream:
+                done, piece = _cut_after_two_lines("".join(pieces), piece)
+                pieces.append(piece)
+                if piece:
+                    yield TextDelta(index, piece)
+                if done:
+                    break
+                if time.monotonic() >= self.deadline:
+                    timed_out = True
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        text = "".join(pieces)
+        step = Step(index=index, raw_text=text, restriction=restriction)
+        step.tokens.prompt = stats.prompt_tokens
+        step.tokens.prompt_evaluated = stats.prompt_evaluated
+        step.tokens.sampled = stats.sampled
+        step.timing.decode_s = time.monotonic() - began
+        if timed_out:
+            step.error = "the run's time limit was reached while the step was being decoded"
+            self.trace.stop_reason = StopReason.TIME_LIMIT
+            return step
+        try:
+            step.action = grammar.parse(text if text.endswith("\n") else text + "\n")
+        except ModelError as exc:
+            step.error = str(exc)
+            step.observation = sanitise_observation(f"error: {exc}. Write a Thought line, then one command line.")
+        return step
+
+    def _finish(self, action: Action, restriction: Restriction) -> None:
+        self.trace.answer = action.input.strip()
+        self.trace.stop_reason = {
+            Restriction.ALL: StopReason.ANSWER,
+            Restriction.ANSWER_ONLY_LAST_STEP: StopReason.STEP_LIMIT,
+            Restriction.ANSWER_ONLY_LOOP: StopReason.LOOP,
+        }[restriction]
+
+    def _act(self, step: Step) -> None:
+        """Run the step's tool, or, for a repeated action, tell the model instead of re-running it."""
+        assert step.action is not None
+        earlier = self._earlier(step.action)
+        if earlier is not None:
+            self.repeats += 1
+            previous = self.trace.steps[-2].action
+            step.loop = "repeat" if previous is not None and _key(previous) == _key(step.action) else "cycle"
+            step.observation = sanitise_observation(
+                f"you already ran this in step {earlier.index + 1} and got: {earlier.observation}. "
+                "Do not repeat it; use that result or answer."
+            )
+            return
+        began = time.monotonic()
+        step.observation = sanitise_observation(self._call_tool(step.action))
+        step.timing.tool_s = time.monotonic() - began
+
+    def _earlier(self, action: Action) -> Step | None:
+        """The step that first ran this same (command, input), if any."""
+        for previous in self.trace.steps[:-1]:
+            if previous.action is not None and _key(previous.action) == _key(action):
+                return previous
+        return None
+
+    def _call_tool(self, action: Action) -> str:
+        if action.command not in self.agent.tools:  # only reachable without the grammar
+            names = ", ".join([*self.agent.tools.names, ANSWER])
+            return f"error: unknown command {action.command!r}; use one of {names}"
+        tool = self.agent.tools[action.command]
+        budget = min(tool.timeout_s, max(0.0, self.deadline - time.monotonic()))
+        try:
+            return run_with_time_limit(tool, action.input, budget)
+        except TetherError as exc:
+            return f"error: {exc}"
+        except Exception as exc:  # a tool's own bug must not end the run
+            return f"error: {action.command} failed: {type(exc).__name__}: {exc}"
+
+
+def _key(action: Action) -> tuple[str, str]:
+    return action.command, action.input.strip()
+
+
+def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:
+    """(whether the step is complete, the part of `piece` that belongs to it): a step is two lines."""
+    needed = 2 - so_far.count("\n")
+    cut = -1
+    for _ in range(needed):
+        cut = piece.find("\n", cut + 1)
+        if cut == -1:
+            return False, piece
+    return True, piece[: cut + 1]
+
+
+def run_with_time_limit(tool: Tool, text: str, timeout_s: float) -> str:
+    """Call the tool in a daemon thread; past `timeout_s` raise ToolTimeout and leave it behind."""
+    outcome: list[str | BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(tool(text))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, name=f"tether-tool-{tool.name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        raise ToolTimeout(f"{tool.name} timed out after {timeout_s:.1f}s")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+

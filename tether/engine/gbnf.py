@@ -1,0 +1,461 @@
+"""GBNF, parsed into one small AST that emits both GBNF (for the decoder) and Lark (for the validator).
+
+This module is the single source of truth: the decoder and the validator never see a grammar that
+was written twice, so the two cannot drift. The Lark side keeps GBNF's exact semantics: literals
+become string terminals and every character class a one-character terminal, so no greedy regex
+can reject a string that the decoder would have produced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Union
+
+import lark
+
+from tether.errors import GrammarError
+
+__all__ = [
+    "AnyChar",
+    "Alt",
+    "CharClass",
+    "Grammar",
+    "Lit",
+    "Node",
+    "Ref",
+    "Repeat",
+    "Seq",
+    "describe_terminals",
+    "error_location",
+    "load_grammar_source",
+    "parse_gbnf",
+    "parse_gbnf_rules",
+    "LARK_PRELUDE",
+]
+
+
+@dataclass(frozen=True)
+class Lit:
+    text: str
+
+
+@dataclass(frozen=True)
+class CharClass:
+    ranges: tuple[tuple[str, str], ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class AnyChar:
+    pass
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Seq:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Alt:
+    options: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Repeat:
+    item: Node
+    min: int
+    max: int | None  # None: unbounded
+
+
+Node = Union[Lit, CharClass, AnyChar, Ref, Seq, Alt, Repeat]
+
+_NAME = re.compile(r"[a-zA-Z0-9-]+\Z")  # llama.cpp's rule-name alphabet
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """Named rules plus the start rule; immutable, composable, and emits both dialects."""
+
+    rules: dict[str, Node] = field(hash=False)
+    start: str = "root"
+
+    def __post_init__(self) -> None:
+        for name in self.rules:
+            if not _NAME.match(name):
+                raise GrammarError(f"rule name {name!r} must use only letters, digits and '-'")
+        if self.start not in self.rules:
+            raise GrammarError(f"grammar has no start rule {self.start!r}")
+        for name, node in self.rules.items():
+            for ref in _refs(node):
+                if ref not in self.rules:
+                    raise GrammarError(f"rule {name!r} refers to undefined rule {ref!r}")
+        lark_names: dict[str, str] = {}
+        for name in self.rules:
+            clash = lark_names.setdefault(_lark_name(name), name)
+            if clash != name:
+                raise GrammarError(f"rule names {clash!r} and {name!r} differ only in case")
+
+    def prefixed(self, prefix: str) -> Grammar:
+        """The same grammar with every rule renamed `prefix-name`, for safe composition."""
+        rename = {name: f"{prefix}-{name}" for name in self.rules}
+        return Grammar(
+            {rename[name]: _rename(node, rename) for name, node in self.rules.items()},
+            rename[self.start],
+        )
+
+    def merged(self, other: Grammar, **extra: Node) -> Grammar:
+        """This grammar with the rules of `other` and `extra` added; names must not collide."""
+        rules = dict(self.rules)
+        for name, node in [*other.rules.items(), *extra.items()]:
+            if name in rules:
+                raise GrammarError(f"rule {name!r} is defined twice")
+            rules[name] = node
+        return Grammar(rules, self.start)
+
+    def to_gbnf(self) -> str:
+        order = [self.start, *(n for n in self.rules if n != self.start)]
+        return "".join(f"{name} ::= {_gbnf(self.rules[name], top=True)}\n" for name in order)
+
+    def to_lark(self) -> str:
+        order = [self.start, *(n for n in self.rules if n != self.start)]
+        return "".join(f"{_lark_name(n)}: {_lark(self.rules[n], top=True)}\n" for n in order)
+
+    @property
+    def lark_start(self) -> str:
+        return _lark_name(self.start)
+
+
+def _refs(node: Node) -> set[str]:
+    match node:
+        case Ref(name):
+            return {name}
+        case Seq(items) | Alt(items):
+            return set().union(*map(_refs, items)) if items else set()
+        case Repeat(item, _, _):
+            return _refs(item)
+    return set()
+
+
+def _rename(node: Node, rename: dict[str, str]) -> Node:
+    match node:
+        case Ref(name):
+            return Ref(rename[name])
+        case Seq(items):
+            return Seq(tuple(_rename(i, rename) for i in items))
+        case Alt(options):
+            return Alt(tuple(_rename(o, rename) for o in options))
+        case Repeat(item, lo, hi):
+            return Repeat(_rename(item, rename), lo, hi)
+    return node
+
+
+# ---------------------------------------------------------------- emitting GBNF
+
+
+def _gbnf_char(ch: str, special: str) -> str:
+    if ch in special or ch == "\\":
+        return "\\" + ch
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in named:
+        return named[ch]
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"\\x{ord(ch):02X}"
+    return ch
+
+
+def _gbnf(node: Node, top: bool = False) -> str:
+    match node:
+        case Lit(text):
+            return '"' + "".join(_gbnf_char(c, '"') for c in text) + '"'
+        case CharClass(ranges, negated):
+            body = "".join(
+                _gbnf_char(a, "]^-[") + ("" if a == b else "-" + _gbnf_char(b, "]^-["))
+                for a, b in ranges
+            )
+            return f"[{'^' if negated else ''}{body}]"
+        case AnyChar():
+            return "."
+        case Ref(name):
+            return name
+        case Seq(items):
+            if not items:
+                return '""'
+            text = " ".join(_gbnf(i) for i in items)
+            return text if top or len(items) == 1 else f"({text})"
+        case Alt(options):
+            text = " | ".join(_gbnf(o, top=True) for o in options)
+            return text if top else f"({text})"
+        case Repeat(item, lo, hi):
+            inner = _gbnf(item)
+            if isinstance(item, Repeat):
+                inner = f"({inner})"
+            return inner + _quantifier(lo, hi)
+    raise TypeError(node)
+
+
+def _quantifier(lo: int, hi: int | None) -> str:
+    known = {(0, None): "*", (1, None): "+", (0, 1): "?"}
+    if (lo, hi) in known:
+        return known[(lo, hi)]
+    if hi is None:
+        return f"{{{lo},}}"
+    return f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}"
+
+
+# ---------------------------------------------------------------- emitting Lark
+
+
+def _lark_name(name: str) -> str:
+    return "r_" + name.lower().replace("-", "_")
+
+
+def _regex_char(ch: str) -> str:
+    if ch.isalnum() or ch in " _":
+        return ch
+    if ch == "/":
+        return "\\/"
+    if 0x21 <= ord(ch) <= 0x7E:
+        return "\\" + ch  # Lark would turn a \u escape of punctuation back into a bare metachar
+    if ord(ch) > 0xFFFF:
+        return f"\\U{ord(ch):08x}"
+    return f"\\u{ord(ch):04x}"
+
+
+def _lark_literal(text: str) -> str:
+    named = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    body = "".join(
+        named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in text
+    )
+    return f'"{body}"'
+
+
+def _lark(node: Node, top: bool = False) -> str:
+    match node:
+        case Lit(text):
+            return _lark_literal(text) if text else "_empty"
+        case CharClass(ranges, negated):
+            body = "".join(_regex_char(a) + ("" if a == b else "-" + _regex_char(b)) for a, b in ranges)
+            return f"/[{'^' if negated else ''}{body}]/s"
+        case AnyChar():
+            return r"/[\s\S]/"
+        case Ref(name):
+            return _lark_name(name)
+        case Seq(items):
+            parts = [_lark(i) for i in items if i != Lit("")]
+            if not parts:
+                return "_empty"
+            text = " ".join(parts)
+            return text if top or len(parts) == 1 else f"({text})"
+        case Alt(options):
+            text = " | ".join(_lark(o, top=True) for o in options)
+            return text if top else f"({text})"
+        case Repeat(item, lo, hi):
+            inner = _lark(item)
+            if isinstance(item, (Seq, Repeat)) and not inner.startswith("("):
+                inner = f"({inner})"
+            return _lark_repeat(inner, lo, hi)
+    raise TypeError(node)
+
+
+def _lark_repeat(inner: str, lo: int, hi: int | None) -> str:
+    if hi is None:
+        suffix = {0: "*", 1: "+"}.get(lo)
+        return inner + suffix if suffix else f"({inner} ~ {lo} {inner}*)"
+    if hi == 0:
+        return "_empty"
+    if lo == 0:
+        return f"[{inner}]" if hi == 1 else f"[{inner} ~ 1..{hi}]"
+    return f"{inner} ~ {lo}" if lo == hi else f"{inner} ~ {lo}..{hi}"
+
+
+LARK_PRELUDE = "_empty:\n"
+
+
+# ---------------------------------------------------------------- parsing GBNF
+
+_GBNF_SYNTAX = r"""
+grammar: rule*
+rule: NAME "::=" alternation
+alternation: sequence ("|" sequence)*
+sequence: repetition*
+repetition: atom QUANT?
+?atom: STRING -> literal
+     | CLASS -> charclass
+     | "." -> any
+     | NAME -> ref
+     | "(" alternation ")"
+QUANT: "*" | "+" | "?" | /\{[ \t]*[0-9]+[ \t]*(,[ \t]*[0-9]*[ \t]*)?\}/
+NAME: /[a-zA-Z0-9-]+/
+STRING: /"(\\.|[^"\\\n])*"/
+CLASS: /\[(\\.|[^\]\\\n])*\]/
+COMMENT: /#[^\n]*/
+%ignore /[ \t\r\n]+/
+%ignore COMMENT
+"""
+
+
+@cache
+def _gbnf_parser() -> lark.Lark:
+    return lark.Lark(_GBNF_SYNTAX, start="grammar", parser="earley", lexer="dynamic")
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "[": "[", "]": "]", "-": "-", "^": "^"}
+_ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
+
+
+def _unescape_chars(body: str) -> list[tuple[str, bool]]:
+    """Characters of a literal/class body, each flagged True when it was escaped."""
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(body):
+        m = _ESCAPE_RE.match(body, i)
+        if m:
+            code = m.group(1)
+            if code[0] in "xuU" and len(code) > 1:
+                out.append((chr(int(code[1:], 16)), True))
+            elif code in _ESCAPES:
+                out.append((_ESCAPES[code], True))
+            else:
+                raise GrammarError(f"unknown escape \\{code} in {body!r}")
+            i = m.end()
+        else:
+            out.append((body[i], False))
+            i += 1
+    return out
+
+
+def _char_class(token: str) -> CharClass:
+    chars = _unescape_chars(token[1:-1])
+    negated = bool(chars) and chars[0] == ("^", False)
+    if negated:
+        chars = chars[1:]
+    ranges: list[tuple[str, str]] = []
+    i = 0
+    while i < len(chars):
+        if i + 2 < len(chars) and chars[i + 1] == ("-", False):
+            lo, hi = chars[i][0], chars[i + 2][0]
+            if lo > hi:
+                raise GrammarError(f"empty range {lo!r}-{hi!r} in character class {token}")
+            ranges.append((lo, hi))
+            i += 3
+        else:
+            ranges.append((chars[i][0], chars[i][0]))
+            i += 1
+    if not ranges:
+        raise GrammarError(f"empty character class {token}")
+    return CharClass(tuple(ranges), negated)
+
+
+def _quant(token: str) -> tuple[int, int | None]:
+    if token in ("*", "+", "?"):
+        return {"*": (0, None), "+": (1, None), "?": (0, 1)}[token]
+    body = token.strip("{} \t").replace(" ", "").replace("\t", "")
+    if "," not in body:
+        return int(body), int(body)
+    lo, hi = body.split(",")
+    if hi and int(hi) < int(lo):
+        raise GrammarError(f"repetition {token} has max below min")
+    return int(lo), (int(hi) if hi else None)
+
+
+class _ToAst(lark.Transformer[lark.Token, Node]):
+    def literal(self, items: list[lark.Token]) -> Node:
+        return Lit("".join(c for c, _ in _unescape_chars(items[0][1:-1])))
+
+    def charclass(self, items: list[lark.Token]) -> Node:
+        return _char_class(items[0])
+
+    def any(self, items: list[lark.Token]) -> Node:
+        return AnyChar()
+
+    def ref(self, items: list[lark.Token]) -> Node:
+        return Ref(str(items[0]))
+
+    def repetition(self, items: list[object]) -> Node:
+        node = items[0]
+        assert not isinstance(node, lark.Token)
+        if len(items) == 1:
+            return node  # type: ignore[return-value]
+        lo, hi = _quant(str(items[1]))
+        return Repeat(node, lo, hi)  # type: ignore[arg-type]
+
+    def sequence(self, items: list[Node]) -> Node:
+        return items[0] if len(items) == 1 else Seq(tuple(items))
+
+    def alternation(self, items: list[Node]) -> Node:
+        return items[0] if len(items) == 1 else Alt(tuple(items))
+
+    def rule(self, items: list[object]) -> tuple[str, Node]:
+        return str(items[0]), items[1]  # type: ignore[return-value]
+
+    def grammar(self, items: list[tuple[str, Node]]) -> dict[str, Node]:
+        rules: dict[str, Node] = {}
+        for name, node in items:
+            if name in rules:
+                raise GrammarError(f"rule {name!r} is defined twice")
+            rules[name] = node
+        return rules
+
+
+def parse_gbnf(source: str, start: str = "root") -> Grammar:
+    """Parse GBNF text; a malformed source raises GrammarError naming line and column."""
+    return Grammar(parse_gbnf_rules(source), start)
+
+
+def parse_gbnf_rules(source: str) -> dict[str, Node]:
+    """The rules of a GBNF source, not yet checked as a whole (templates may leave holes)."""
+    try:
+        tree = _gbnf_parser().parse(source)
+    except lark.UnexpectedInput as exc:
+        line, column, position = error_location(source, exc)
+        last_line = source[source.rfind("\n", 0, position) + 1 : position]
+        context = exc.get_context(source).rstrip("\n") if position < len(source) else last_line + "\n" + " " * len(last_line) + "^"
+        raise GrammarError(
+            f"malformed GBNF at line {line}, column {column}:\n{context}", line=line, column=column
+        ) from None
+    try:
+        rules = _ToAst().transform(tree)
+    except lark.exceptions.VisitError as exc:
+        if isinstance(exc.orig_exc, GrammarError):
+            raise exc.orig_exc from None
+        raise
+    if not rules:
+        raise GrammarError("GBNF source defines no rules")
+    return rules
+
+
+def error_location(text: str, exc: lark.UnexpectedInput) -> tuple[int, int, int]:
+    """(line, column, offset) of a Lark error, also at the end of the text where Lark gives -1."""
+    position = getattr(exc, "pos_in_stream", None)
+    if position is None or exc.line == -1:
+        position = len(text)
+        return text.count("\n") + 1, len(text) - text.rfind("\n"), position
+    return exc.line, exc.column, position
+
+
+def describe_terminals(parser: lark.Lark, names: Iterable[str]) -> list[str]:
+    """Terminal names as the text they match: '"answer: "' rather than '__ANON_7'."""
+    shown = set()
+    for name in names:
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            shown.add(name)
+            continue
+        value = pattern.value
+        shown.add(repr(value) if pattern.type == "str" else "/" + value.encode("unicode_escape").decode() + "/")
+    return sorted(shown)
+
+
+def load_grammar_source(name: str) -> str:
+    """The text of a grammar shipped in `tether/grammars/NAME.gbnf`."""
+    return resources.files("tether.grammars").joinpath(f"{name}.gbnf").read_text("utf-8")

@@ -1,0 +1,71 @@
+"""The prompt: instructions and the tool list generated from the registry, then the transcript.
+
+The transcript is the same plain text in both styles: as a raw completion, or inside the assistant
+turn of the model's chat template (`chat`, the default where the model has a template).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from typing import Literal, Protocol
+
+from tether.engine.backends.base import Backend, Message
+from tether.engine.grammar import ToolLike
+from tether.engine.protocol import Step
+from tether.errors import ConfigError
+
+__all__ = ["PromptStyle", "render_prompt", "sanitise_observation", "step_transcript"]
+
+PromptStyle = Literal["auto", "chat", "raw"]
+OBSERVATION_LIMIT = 400
+_INSTRUCTIONS = resources.files("tether.grammars").joinpath("prompt.txt").read_text("utf-8")
+_SPACES = re.compile(r"\s+")
+
+
+class DescribedTool(ToolLike, Protocol):
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def example(self) -> str: ...
+
+
+def tool_list(tools: Iterable[DescribedTool]) -> str:
+    return "\n".join(f"- {t.name}: {t.description} Example: {t.name}: {t.example}" for t in tools)
+
+
+def sanitise_observation(text: str, limit: int = OBSERVATION_LIMIT) -> str:
+    """One line of printable text, capped: tool output is data and can never forge a step."""
+    flat = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    flat = _SPACES.sub(" ", flat).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def step_transcript(step: Step) -> str:
+    """How a finished step reads in the next prompt: its text, then its observation line."""
+    text = step.action.to_text() if step.action else step.raw_text.rstrip("\n") + "\n"
+    return text + (f"Observation: {step.observation}\n" if step.observation is not None else "")
+
+
+def render_prompt(
+    backend: Backend,
+    question: str,
+    steps: Sequence[Step],
+    tools: Iterable[DescribedTool],
+    style: PromptStyle = "auto",
+) -> str:
+    """The full prompt for the next step; it always ends where a `Thought:` line may begin."""
+    system = _INSTRUCTIONS.format(tools=tool_list(tools))
+    user = f"Question: {sanitise_observation(question, limit=2000)}"
+    transcript = "".join(map(step_transcript, steps))
+    opening = None
+    if style != "raw":
+        opening = backend.format_chat([Message(role="system", content=system), Message(role="user", content=user)])
+        if opening is None and style == "chat":
+            raise ConfigError(f"model {backend.name} has no chat template; use prompt style 'raw'")
+    if opening is None:
+        opening = f"{system}\n\n{user}\n"
+    return opening + transcript

@@ -1,0 +1,111 @@
+"""The records that cross tether's boundaries: an action, a step, a whole run's trace."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ANSWER",
+    "Action",
+    "Mode",
+    "Restriction",
+    "Step",
+    "StepTiming",
+    "StopReason",
+    "TokenCounts",
+    "Trace",
+]
+
+ANSWER = "answer"  # the built-in final command
+
+
+class Action(BaseModel):
+    """One parsed step: the model's thought and the command it chose, with that command's input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    thought: str
+    command: str
+    input: str
+
+    def to_text(self) -> str:
+        """The exact step text the grammar produces for this action (the inverse of parsing)."""
+        return f"Thought: {self.thought}\n{self.command}: {self.input}\n"
+
+    @property
+    def is_answer(self) -> bool:
+        return self.command == ANSWER
+
+
+class StopReason(str, Enum):
+    """Why a run ended. A forced answer keeps the reason that forced it."""
+
+    ANSWER = "answer"  # the model chose to answer
+    STEP_LIMIT = "step_limit"  # the last allowed step admitted only `answer:`
+    LOOP = "loop"  # repeated actions narrowed the grammar to `answer:` (or, unconstrained, ended it)
+    TIME_LIMIT = "time_limit"  # the run's wall-clock budget ran out
+
+
+class Mode(str, Enum):
+    CONSTRAINED = "constrained"  # the step grammar drives the decoder
+    FREE = "free"  # no grammar; the validator alone judges each step (the baseline)
+
+
+class Restriction(str, Enum):
+    """Which commands the grammar admitted for a step."""
+
+    ALL = "all"
+    ANSWER_ONLY_LAST_STEP = "answer_only_last_step"
+    ANSWER_ONLY_LOOP = "answer_only_loop"
+
+
+class TokenCounts(BaseModel):
+    prompt: int = 0  # tokens in the prompt the step was decoded from
+    prompt_evaluated: int = 0  # of those, tokens the model evaluated (the rest came from its cache)
+    sampled: int = 0  # tokens the decoder produced for the step
+
+
+class StepTiming(BaseModel):
+    decode_s: float = 0.0
+    tool_s: float = 0.0
+
+
+class Step(BaseModel):
+    """One Thought + command, what became of it, and what it cost."""
+
+    index: int
+    raw_text: str
+    action: Action | None = None  # None when the text failed validation
+    error: str | None = None  # why the text or the tool failed, if it did
+    observation: str | None = None  # None for the final `answer:` step
+    restriction: Restriction = Restriction.ALL
+    loop: Literal["repeat", "cycle"] | None = None  # repeated an earlier action; the tool was not re-run
+    tokens: TokenCounts = Field(default_factory=TokenCounts)
+    timing: StepTiming = Field(default_factory=StepTiming)
+
+    @property
+    def valid(self) -> bool:
+        return self.action is not None
+
+
+class Trace(BaseModel):
+    """A whole run: JSON-serialisable, so runs can be stored, diffed and scored."""
+
+    question: str
+    model: str
+    mode: Mode
+    steps: list[Step] = Field(default_factory=list)
+    answer: str | None = None
+    stop_reason: StopReason | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def valid_steps(self) -> int:
+        return sum(step.valid for step in self.steps)
+
+    @property
+    def parse_failures(self) -> int:
+        return len(self.steps) - self.valid_steps

@@ -1,0 +1,163 @@
+"""What a tool is: a typed function with a name, a one-line description, an example and a grammar."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, get_type_hints
+
+import lark
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from tether.engine.gbnf import LARK_PRELUDE, Grammar, load_grammar_source, parse_gbnf
+from tether.engine.protocol import ANSWER
+from tether.errors import GrammarError, ToolInputError, ToolRegistrationError
+
+__all__ = ["Tool", "ToolRegistry", "tool"]
+
+_TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+LINE_GRAMMAR = load_grammar_source("line")
+
+
+@dataclass(frozen=True, eq=False)
+class Tool:
+    """A registered tool. Construction checks everything, so a bad tool fails at registration.
+
+    `grammar` is GBNF text for the input (start rule `root`); without it the input is one bounded
+    line. `input_type` is what pydantic validates the input text into before `func` sees it: a
+    plain type (str, int, float, Literal, ...) from the text itself, a BaseModel from JSON text.
+    """
+
+    name: str
+    description: str
+    func: Callable[[Any], object]
+    example: str
+    input_type: Any = str
+    grammar: str | None = None
+    timeout_s: float = 10.0
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False)
+    _grammar: Grammar = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not _TOOL_NAME.match(self.name) or self.name == ANSWER:
+            raise ToolRegistrationError(
+                f"tool name {self.name!r} must match [a-z][a-z0-9_]* (at most 32) and not be {ANSWER!r}"
+            )
+        if not self.description.strip() or "\n" in self.description.strip():
+            raise ToolRegistrationError(f"tool {self.name!r} needs a one-line description")
+        if not self.timeout_s > 0:
+            raise ToolRegistrationError(f"tool {self.name!r} needs a positive timeout_s")
+        try:
+            grammar = parse_gbnf(self.grammar if self.grammar is not None else LINE_GRAMMAR)
+        except GrammarError as exc:
+            raise ToolRegistrationError(f"tool {self.name!r} has a malformed input grammar: {exc}") from None
+        object.__setattr__(self, "_grammar", grammar)
+        object.__setattr__(self, "_adapter", TypeAdapter(self.input_type))
+        if not self.accepts(self.example):
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: its example {self.example!r} does not match its own input grammar"
+            )
+
+    @property
+    def input_grammar(self) -> Grammar:
+        return self._grammar
+
+    @cached_property
+    def _input_parser(self) -> lark.Lark:
+        g = self._grammar
+        return lark.Lark(LARK_PRELUDE + g.to_lark(), start=g.lark_start, parser="earley", lexer="dynamic")
+
+    def accepts(self, text: str) -> bool:
+        """Whether `text` is in this tool's input grammar."""
+        try:
+            self._input_parser.parse(text)
+        except lark.LarkError:
+            return False
+        return True
+
+    def validate_input(self, text: str) -> Any:
+        """The typed input for `text`, or ToolInputError naming what pydantic refused."""
+        try:
+            if isinstance(self.input_type, type) and issubclass(self.input_type, BaseModel):
+                return self._adapter.validate_json(text)
+            return self._adapter.validate_python(text)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors())
+            raise ToolInputError(f"invalid input for {self.name}: {problems}") from None
+
+    def __call__(self, text: str) -> str:
+        """Validate the text, run the tool, and return its result as text (no time limit here)."""
+        return str(self.func(self.validate_input(text)))
+
+
+def tool(
+    func: Callable[..., object] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    example: str,
+    grammar: str | None = None,
+    timeout_s: float = 10.0,
+) -> Any:
+    """Make a Tool from a one-argument function; its annotation is the typed input, its docstring's
+    first line the description.
+
+        @tool(example="Paris")
+        def shout(text: str) -> str:
+            '''Repeat the text in capitals.'''
+            return text.upper()
+    """
+
+    def build(f: Callable[..., object]) -> Tool:
+        params = list(inspect.signature(f).parameters.values())
+        if len(params) != 1:
+            raise ToolRegistrationError(f"tool function {f.__name__!r} must take exactly one argument")
+        hints = get_type_hints(f)
+        doc = (inspect.getdoc(f) or "").strip().splitlines()
+        return Tool(
+            name=name or f.__name__,
+            description=description or (doc[0] if doc else ""),
+            func=f,
+            example=example,
+            input_type=hints.get(params[0].name, str),
+            grammar=grammar,
+            timeout_s=timeout_s,
+        )
+
+    return build(func) if func is not None else build
+
+
+class ToolRegistry:
+    """The tools an agent may call, in a fixed order (the order of the prompt and the grammar)."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for t in tools:
+            self.register(t)
+
+    def register(self, t: Tool) -> Tool:
+        if not isinstance(t, Tool):
+            raise ToolRegistrationError(f"expected a Tool (use @tool), got {type(t).__name__}")
+        if t.name in self._tools:
+            raise ToolRegistrationError(f"tool {t.name!r} is already registered")
+        self._tools[t.name] = t
+        return t
+
+    def __getitem__(self, name: str) -> Tool:
+        return self._tools[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[Tool]:
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._tools)
