@@ -37,7 +37,13 @@ def cli() -> None:
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
 @click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
 def ask(
-    question: str, model_path: str | None, max_steps: int, tool_names: str, no_grammar: bool, time_limit: float, as_json: bool
+    question: str,
+    model_path: str | None,
+    max_steps: int,
+    tool_names: str,
+    no_grammar: bool,
+    time_limit: float,
+    as_json: bool,
 ) -> None:
     """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
     from tether.engine.controller import Agent, Limits

@@ -1,15 +1,15 @@
 """The one error hierarchy of tether.
 
-    TetherError
-    ├── ModelError            the model's fault: becomes an observation, the run goes on
-    │   ├── ParseError        a step's text does not match the step grammar
-    │   └── ToolInputError    the input does not fit the tool's typed input
-    ├── ToolError             a tool failed or timed out: becomes an observation
-    │   └── ToolTimeout
-    └── ConfigError           the embedder's fault: raised at once, before a run starts
-        ├── GrammarError      a grammar source is malformed (names line and column)
-        ├── ToolRegistrationError
-        └── ModelLoadError    a model file is missing or unreadable
+TetherError
+├── ModelError            the model's fault: becomes an observation, the run goes on
+│   ├── ParseError        a step's text does not match the step grammar
+│   └── ToolInputError    the input does not fit the tool's typed input
+├── ToolError             a tool failed or timed out: becomes an observation
+│   └── ToolTimeout
+└── ConfigError           the embedder's fault: raised at once, before a run starts
+    ├── GrammarError      a grammar source is malformed (names line and column)
+    ├── ToolRegistrationError
+    └── ModelLoadError    a model file is missing or unreadable
 """
 
 from __future__ import annotations

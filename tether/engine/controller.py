@@ -265,4 +265,3 @@ def run_with_time_limit(tool: Tool, text: str, timeout_s: float) -> str:
     if isinstance(result, BaseException):
         raise result
     return result
-

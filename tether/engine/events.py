@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from tether.engine.protocol import Action, Restriction, Step, Trace
 
@@ -50,4 +49,4 @@ class RunFinished:
     trace: Trace
 
 
-Event = Union[StepStarted, TextDelta, ActionParsed, StepFailed, ObservationMade, RunFinished]
+Event = StepStarted | TextDelta | ActionParsed | StepFailed | ObservationMade | RunFinished

@@ -13,15 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Union
 
 import lark
 
 from tether.errors import GrammarError
 
 __all__ = [
-    "AnyChar",
+    "LARK_PRELUDE",
     "Alt",
+    "AnyChar",
     "CharClass",
     "Grammar",
     "Lit",
@@ -34,7 +34,6 @@ __all__ = [
     "load_grammar_source",
     "parse_gbnf",
     "parse_gbnf_rules",
-    "LARK_PRELUDE",
 ]
 
 
@@ -76,7 +75,7 @@ class Repeat:
     max: int | None  # None: unbounded
 
 
-Node = Union[Lit, CharClass, AnyChar, Ref, Seq, Alt, Repeat]
+Node = Lit | CharClass | AnyChar | Ref | Seq | Alt | Repeat
 
 _NAME = re.compile(r"[a-zA-Z0-9-]+\Z")  # llama.cpp's rule-name alphabet
 
@@ -177,10 +176,7 @@ def _gbnf(node: Node, top: bool = False) -> str:
         case Lit(text):
             return '"' + "".join(_gbnf_char(c, '"') for c in text) + '"'
         case CharClass(ranges, negated):
-            body = "".join(
-                _gbnf_char(a, "]^-[") + ("" if a == b else "-" + _gbnf_char(b, "]^-["))
-                for a, b in ranges
-            )
+            body = "".join(_gbnf_char(a, "]^-[") + ("" if a == b else "-" + _gbnf_char(b, "]^-[")) for a, b in ranges)
             return f"[{'^' if negated else ''}{body}]"
         case AnyChar():
             return "."
@@ -232,9 +228,7 @@ def _regex_char(ch: str) -> str:
 
 def _lark_literal(text: str) -> str:
     named = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-    body = "".join(
-        named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in text
-    )
+    body = "".join(named.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in text)
     return f'"{body}"'
 
 
@@ -418,7 +412,11 @@ def parse_gbnf_rules(source: str) -> dict[str, Node]:
     except lark.UnexpectedInput as exc:
         line, column, position = error_location(source, exc)
         last_line = source[source.rfind("\n", 0, position) + 1 : position]
-        context = exc.get_context(source).rstrip("\n") if position < len(source) else last_line + "\n" + " " * len(last_line) + "^"
+        context = (
+            exc.get_context(source).rstrip("\n")
+            if position < len(source)
+            else last_line + "\n" + " " * len(last_line) + "^"
+        )
         raise GrammarError(
             f"malformed GBNF at line {line}, column {column}:\n{context}", line=line, column=column
         ) from None

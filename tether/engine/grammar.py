@@ -92,12 +92,13 @@ def _span(text: str, node: lark.Tree[lark.Token]) -> str:
 
 def _parse_error(text: str, exc: lark.UnexpectedInput, parser: lark.Lark) -> ParseError:
     line, column, position = error_location(text, exc)
-    expected = frozenset(describe_terminals(parser, getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ()))
+    expected = frozenset(
+        describe_terminals(parser, getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+    )
     found = repr(text[position]) if position < len(text) else "end of text"
     shown = ", ".join(sorted(expected)[:8])
     return ParseError(
-        f"invalid step at line {line}, column {column}: found {found}"
-        + (f", expected {shown}" if shown else ""),
+        f"invalid step at line {line}, column {column}: found {found}" + (f", expected {shown}" if shown else ""),
         text=text,
         position=position,
         expected=expected,

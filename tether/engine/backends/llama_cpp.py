@@ -97,7 +97,7 @@ class LlamaCppBackend:
     def _cached_prefix(self, tokens: list[int]) -> int:
         cached = self._llm.n_tokens
         common = 0
-        for a, b in zip(self._llm.input_ids[:cached], tokens):
+        for a, b in zip(self._llm.input_ids[:cached], tokens, strict=False):
             if a != b:
                 break
             common += 1
