@@ -19,6 +19,7 @@ from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, Mode, Restriction, Step, StopReason, Trace
 from tether.errors import (
     ConfigError,
+    ContextOverflow,
     GrammarError,
     ModelError,
     ModelLoadError,
@@ -38,6 +39,7 @@ __all__ = [
     "Agent",
     "Backend",
     "ConfigError",
+    "ContextOverflow",
     "Event",
     "GrammarError",
     "Limits",

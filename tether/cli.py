@@ -35,6 +35,7 @@ def cli() -> None:
 @click.option("--tools", "tool_names", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=_TOOLS_HELP)
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
+@click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
 @click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
 def ask(
     question: str,
@@ -43,13 +44,14 @@ def ask(
     tool_names: str,
     no_grammar: bool,
     time_limit: float,
+    kb: str | None,
     as_json: bool,
 ) -> None:
     """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
     from tether.engine.controller import Agent, Limits
     from tether.models import load_backend
 
-    tools = resolve_tools(_tool_names(tool_names))
+    tools = resolve_tools(_tool_names(tool_names), kb=kb)
     backend = load_backend(model_path)
     agent = Agent(
         backend,
@@ -98,6 +100,27 @@ def grammar(tool_names: str, answer_only: bool, as_lark: bool) -> None:
     """Print the composed step grammar (GBNF, as given to the decoder)."""
     composed = compose_step_grammar(resolve_tools(_tool_names(tool_names)), allowed=["answer"] if answer_only else None)
     click.echo(composed.lark_source if as_lark else composed.gbnf, nl=False)
+
+
+@cli.group()
+def corpus() -> None:
+    """Offline knowledge bases for the wikipedia and lookup tools."""
+
+
+@corpus.command("build")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", "out", type=click.Path(), required=True, help="the SQLite file to write")
+def corpus_build(source: str, out: str) -> None:
+    """Build a knowledge base from SOURCE: JSONL or JSON of {title, text}, or a HotpotQA-format file."""
+    from pathlib import Path
+
+    from tether.corpus import build_corpus
+
+    stats = build_corpus(Path(source), Path(out))
+    click.echo(
+        f"{stats.documents} paragraphs ({stats.source_format}, {stats.duplicates} duplicates skipped) "
+        f"in {stats.seconds:.1f}s -> {out}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

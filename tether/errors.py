@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ContextOverflow",
     "GrammarError",
     "ModelError",
     "ModelLoadError",
@@ -77,3 +78,7 @@ class ToolRegistrationError(ConfigError):
 
 class ModelLoadError(ConfigError):
     """A model file that is missing, unreadable, or not a GGUF model."""
+
+
+class ContextOverflow(TetherError):
+    """The prompt plus the step's token budget no longer fits the model's context window."""

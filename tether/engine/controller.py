@@ -23,7 +23,7 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, Trace
-from tether.errors import ConfigError, ModelError, TetherError, ToolTimeout
+from tether.errors import ConfigError, ContextOverflow, ModelError, TetherError, ToolTimeout
 from tether.tools.base import Tool, ToolRegistry
 
 __all__ = ["Agent", "Limits"]
@@ -146,13 +146,19 @@ class _Run:
         began = time.monotonic()
         pieces: list[str] = []
         timed_out = False
-        stream = agent.backend.stream(
-            prompt,
-            grammar=grammar.gbnf if agent.mode is Mode.CONSTRAINED else None,
-            max_tokens=agent.limits.max_step_tokens,
-            sampling=agent.sampling,
-            stats=stats,
-        )
+        constrained = agent.mode is Mode.CONSTRAINED
+        try:
+            stream = agent.backend.stream(
+                prompt,
+                grammar=grammar.gbnf if constrained else None,
+                max_tokens=agent.limits.max_step_tokens,
+                sampling=agent.sampling,
+                stats=stats,
+                forced=grammar.forced_text if constrained else None,
+            )
+        except ContextOverflow as exc:
+            self.trace.stop_reason = StopReason.CONTEXT_LIMIT
+            return Step(index=index, raw_text="", restriction=restriction, error=str(exc))
         try:
             for piece in stream:
                 done, piece = _cut_after_two_lines("".join(pieces), piece)
@@ -173,6 +179,8 @@ class _Run:
         step.tokens.prompt = stats.prompt_tokens
         step.tokens.prompt_evaluated = stats.prompt_evaluated
         step.tokens.sampled = stats.sampled
+        step.tokens.forced = stats.forced
+        step.tokens.full_masks = stats.full_masks
         step.timing.decode_s = time.monotonic() - began
         if timed_out:
             step.error = "the run's time limit was reached while the step was being decoded"

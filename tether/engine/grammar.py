@@ -68,6 +68,26 @@ class StepGrammar:
     def _input_rules(self) -> dict[str, str]:
         return {"r_" + _prefix(c).replace("-", "_") + "_root": c for c in self.commands}
 
+    @cached_property
+    def _opening(self) -> str:
+        root = self.grammar.rules[self.grammar.start]
+        first = root.items[0] if isinstance(root, Seq) else root
+        return first.text if isinstance(first, Lit) else ""
+
+    def forced_text(self, text: str) -> str:
+        """The text this grammar forces after the step text so far, or "" where the model must choose:
+        the opening `Thought:`, and the rest of a command name once its prefix is unique. A trailing
+        space is left to the model, whose tokenizer joins it to the next word."""
+        if not text:
+            rest = self._opening
+        elif text.count("\n") == 1:
+            line = text[text.index("\n") + 1 :]
+            options = [f"{c}: " for c in self.commands if f"{c}: ".startswith(line)]
+            rest = options[0][len(line) :] if len(options) == 1 else ""
+        else:
+            rest = ""
+        return rest.rstrip(" ")
+
     def parse(self, text: str) -> Action:
         """The Action in `text`, or ParseError naming where the text left the grammar."""
         try:

@@ -47,6 +47,7 @@ class StopReason(str, Enum):
     STEP_LIMIT = "step_limit"  # the last allowed step admitted only `answer:`
     LOOP = "loop"  # repeated actions narrowed the grammar to `answer:` (or, unconstrained, ended it)
     TIME_LIMIT = "time_limit"  # the run's wall-clock budget ran out
+    CONTEXT_LIMIT = "context_limit"  # the transcript outgrew the model's context window
 
 
 class Mode(str, Enum):
@@ -65,7 +66,9 @@ class Restriction(str, Enum):
 class TokenCounts(BaseModel):
     prompt: int = 0  # tokens in the prompt the step was decoded from
     prompt_evaluated: int = 0  # of those, tokens the model evaluated (the rest came from its cache)
-    sampled: int = 0  # tokens the decoder produced for the step
+    sampled: int = 0  # tokens the decoder sampled for the step
+    forced: int = 0  # tokens appended because the grammar allowed nothing else
+    full_masks: int = 0  # sampled tokens the grammar refused (the full-vocabulary mask was computed)
 
 
 class StepTiming(BaseModel):

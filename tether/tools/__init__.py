@@ -2,30 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Sequence
 
 from tether.errors import ConfigError
 from tether.tools.base import Tool, ToolRegistry, tool
 
-__all__ = ["BUILTIN_TOOLS", "Tool", "ToolRegistry", "default_tools", "resolve_tools", "tool"]
+__all__ = ["BUILTIN_TOOLS", "DEFAULT_TOOL_NAMES", "Tool", "ToolRegistry", "default_tools", "resolve_tools", "tool"]
 
-
-def _calculate() -> Tool:
-    from tether.tools.calculate import calculate
-
-    return calculate
-
-
-BUILTIN_TOOLS: dict[str, Callable[[], Tool]] = {"calculate": _calculate}
+BUILTIN_TOOLS = ("calculate", "wikipedia", "lookup", "search")
 DEFAULT_TOOL_NAMES = ("calculate",)
+_ENCYCLOPEDIA = ("wikipedia", "lookup")  # made as a pair: lookup reads the page wikipedia opened last
 
 
-def resolve_tools(names: Sequence[str]) -> ToolRegistry:
-    """The built-in tools with these names, or ConfigError naming the unknown ones."""
-    unknown = [n for n in names if n not in BUILTIN_TOOLS]
+def resolve_tools(names: Sequence[str], *, kb: str | os.PathLike[str] | None = None) -> ToolRegistry:
+    """The built-in tools with these names, in order. With `kb` (a knowledge base built by
+    `tether corpus build`), `wikipedia` and `lookup` search it offline and are always included."""
+    wanted = list(dict.fromkeys(names))
+    if kb is not None:
+        wanted += [n for n in _ENCYCLOPEDIA if n not in wanted]
+    unknown = [n for n in wanted if n not in BUILTIN_TOOLS]
     if unknown:
         raise ConfigError(f"unknown tool {', '.join(map(repr, unknown))}; available: {', '.join(BUILTIN_TOOLS)}")
-    return ToolRegistry(BUILTIN_TOOLS[n]() for n in dict.fromkeys(names))
+    made: dict[str, Tool] = {}
+    if "calculate" in wanted:
+        from tether.tools.calculate import calculate
+
+        made["calculate"] = calculate
+    if any(n in wanted for n in _ENCYCLOPEDIA):
+        if kb is not None:
+            from tether.tools.corpus_tool import make_corpus_tools
+
+            made["wikipedia"], made["lookup"] = make_corpus_tools(kb)
+        else:
+            from tether.tools.wikipedia import make_wikipedia_tools
+
+            made["wikipedia"], made["lookup"] = make_wikipedia_tools()
+    if "search" in wanted:
+        from tether.tools.search import make_search_tool
+
+        made["search"] = make_search_tool()
+    return ToolRegistry(made[n] for n in wanted)
 
 
 def default_tools() -> ToolRegistry:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Backend", "Message", "Sampling", "StreamStats"]
+__all__ = ["Backend", "ForcedText", "Message", "Sampling", "StreamStats"]
+
+ForcedText = Callable[[str], str]
+"""Given the step text so far, the text the grammar forces next ("" when the model must choose)."""
 
 
 class Message(BaseModel):
@@ -33,7 +36,9 @@ class StreamStats(BaseModel):
 
     prompt_tokens: int = 0  # tokens in the whole prompt
     prompt_evaluated: int = 0  # of those, tokens the model had to evaluate (the rest came from cache)
-    sampled: int = 0  # tokens produced
+    sampled: int = 0  # tokens the model sampled
+    forced: int = 0  # tokens appended because the grammar allowed nothing else (no sampling)
+    full_masks: int = 0  # sampled tokens the grammar refused, so the full-vocabulary mask was computed
 
 
 @runtime_checkable
@@ -49,5 +54,12 @@ class Backend(Protocol):
         ...
 
     def stream(
-        self, prompt: str, *, grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
+        self,
+        prompt: str,
+        *,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None = None,
     ) -> Iterator[str]: ...

@@ -7,10 +7,13 @@ import os
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from tether.engine.backends.base import Message, Sampling, StreamStats
-from tether.errors import ModelLoadError
+import numpy as np
+
+from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
+from tether.engine.backends.fast_sampler import GrammarChecker, choose_token
+from tether.errors import ConfigError, ContextOverflow, ModelLoadError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
@@ -41,7 +44,17 @@ class LlamaCppBackend:
     """A GGUF model in this process. The `Llama` object lives as long as the backend, so each step's
     prompt, which extends the previous one, only evaluates the tokens added since."""
 
-    def __init__(self, model_path: str | os.PathLike[str], *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        sampler: Literal["fast", "builtin"] = "fast",
+    ) -> None:
+        if sampler not in ("fast", "builtin"):
+            raise ConfigError(f"unknown sampler {sampler!r}: use 'fast' or 'builtin'")
+        self.sampler = sampler
         self.model_path = check_model_file(model_path)
         from llama_cpp import Llama
 
@@ -82,17 +95,27 @@ class LlamaCppBackend:
         return tokens[1:] if len(tokens) > 1 and tokens[0] == tokens[1] == bos else tokens  # template's BOS
 
     def stream(
-        self, prompt: str, *, grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
+        self,
+        prompt: str,
+        *,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None = None,
     ) -> Iterator[str]:
         tokens = self.tokenize(prompt)
         if len(tokens) + max_tokens > self._llm.n_ctx():
-            raise ModelLoadError(
+            raise ContextOverflow(
                 f"prompt of {len(tokens)} tokens plus {max_tokens} new ones exceeds the context of "
                 f"{self._llm.n_ctx()} tokens"
             )
         stats.prompt_tokens = len(tokens)
-        stats.prompt_evaluated = len(tokens) - self._cached_prefix(tokens)
-        return self._generate(tokens, grammar, max_tokens, sampling, stats)
+        reuse = self._cached_prefix(tokens)
+        stats.prompt_evaluated = len(tokens) - reuse
+        if self.sampler == "builtin":
+            return self._generate_builtin(tokens, grammar, max_tokens, sampling, stats)
+        return self._generate_fast(tokens, reuse, grammar, max_tokens, sampling, stats, forced)
 
     def _cached_prefix(self, tokens: list[int]) -> int:
         cached = self._llm.n_tokens
@@ -103,9 +126,61 @@ class LlamaCppBackend:
             common += 1
         return max(0, min(common, len(tokens) - 1))  # the last prompt token is always re-evaluated
 
-    def _generate(
+    def _generate_fast(
+        self,
+        tokens: list[int],
+        reuse: int,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None,
+    ) -> Iterator[str]:
+        """Tether's own loop: check-one-token grammar sampling, forced text appended without sampling."""
+        import llama_cpp
+
+        llm = self._llm
+        n_vocab = llm.n_vocab()
+        checker = GrammarChecker(llm._model.vocab, grammar, n_vocab) if grammar else None
+        rng = np.random.default_rng(sampling.seed)
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        text = ""
+        llm.n_tokens = reuse
+        llm.eval(tokens[reuse:])
+        try:
+            while stats.sampled + stats.forced < max_tokens:
+                push = forced(text) if forced else ""
+                if push:
+                    pushed = llm.tokenize(push.encode("utf-8"), add_bos=False, special=False)
+                    for token in pushed:
+                        if checker is not None:
+                            checker.accept(token)
+                    llm.eval(pushed)
+                    stats.forced += len(pushed)
+                    text += push
+                    yield push
+                    continue
+                logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+                token = choose_token(logits, checker, sampling, rng)
+                if _is_end_of_generation(llm, token):
+                    break
+                if checker is not None:
+                    checker.accept(token)
+                stats.sampled += 1
+                piece = decoder.decode(llm.detokenize([token]))
+                text += piece
+                llm.eval([token])
+                if piece:
+                    yield piece
+        finally:
+            stats.full_masks = checker.full_masks if checker else 0
+            if checker is not None:
+                checker.close()
+
+    def _generate_builtin(
         self, tokens: list[int], grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
     ) -> Iterator[str]:
+        """llama-cpp-python's own chain (the grammar masks the whole vocabulary every token): the reference."""
         llm = self._llm
         llm.set_seed(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -120,7 +195,7 @@ class LlamaCppBackend:
         )
         try:
             for token in generator:
-                if llm.token_eos() == token or _is_end_of_generation(llm, token):
+                if _is_end_of_generation(llm, token):
                     break
                 stats.sampled += 1
                 piece = decoder.decode(llm.detokenize([token]))
@@ -135,7 +210,7 @@ class LlamaCppBackend:
 def _is_end_of_generation(llm: Any, token: int) -> bool:
     import llama_cpp
 
-    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
+    return token == llm.token_eos() or bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))
 
 
 @lru_cache(maxsize=32)

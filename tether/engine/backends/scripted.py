@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from tether.engine.backends.base import Message, Sampling, StreamStats
+from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
 
 __all__ = ["ScriptedBackend"]
 
@@ -34,7 +34,14 @@ class ScriptedBackend:
         return turns + "<|assistant|>\n"
 
     def stream(
-        self, prompt: str, *, grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
+        self,
+        prompt: str,
+        *,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None = None,
     ) -> Iterator[str]:
         if not self._outputs:
             raise AssertionError("ScriptedBackend ran out of scripted outputs")

@@ -1,0 +1,483 @@
+"""The offline knowledge base (tether.corpus) and its wikipedia/lookup tools (tether.tools.corpus_tool)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tether.corpus import Corpus, Document, Hit, build_corpus, fts_query, split_sentences, title_key
+from tether.errors import ConfigError, ToolError
+from tether.tools import ToolRegistry
+from tether.tools.corpus_tool import make_corpus_tools
+
+HOTPOT_53 = Path("/work/shared/data/hotpotqa_dev_distractor_first53.json")
+
+DOCS: list[dict[str, str]] = [
+    {"title": "France", "text": "France is a country in Western Europe. Its capital is Paris. France has a population "
+     "of about 68 million people. The population grew in the 20th century."},
+    {"title": "Paris", "text": "Paris is the capital and largest city of France. The Seine flows through Paris."},
+    {"title": "Zürich", "text": "Zürich is the largest city in Switzerland. It lies at the north end of Lake Zurich."},
+    {"title": "東京", "text": "東京は日本の首都です。人口は約1400万人です。"},
+    {"title": "Mercury (planet)", "text": "Mercury is the smallest planet of the Solar System and closest to the Sun."},
+    {"title": "Mercury (element)", "text": "Mercury is a chemical element with the symbol Hg and atomic number 80."},
+    {"title": "Ed Wood (film)", "text": "Ed Wood is a 1994 American biographical film directed by Tim Burton. "
+     "It stars Johnny Depp as the cult filmmaker Ed Wood."},
+    {"title": "Doctor Strange (2016 film)", "text": "Doctor Strange is a 2016 American superhero film directed by "
+     "Scott Derrickson. It stars Benedict Cumberbatch as Stephen Strange."},
+    {"title": "Aardvark", "text": "The aardvark is a medium-sized burrowing nocturnal mammal native to Africa. "
+     "It feeds almost exclusively on ants and termites."},
+    {"title": "Lake Geneva", "text": "Lake Geneva is a deep lake on the north side of the Alps, shared between "
+     "Switzerland and France. Geneva lies at its western end."},
+]  # fmt: skip
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def kb_path(tmp_path: Path) -> Path:
+    out = tmp_path / "kb.sqlite"
+    build_corpus(write_jsonl(tmp_path / "docs.jsonl", DOCS), out)
+    return out
+
+
+@pytest.fixture
+def kb(kb_path: Path) -> Iterator[Corpus]:
+    with Corpus(kb_path) as corpus:
+        yield corpus
+
+
+def build_error(tmp_path: Path, name: str, content: str) -> str:
+    source = tmp_path / name
+    source.write_text(content, encoding="utf-8")
+    out = tmp_path / "out.sqlite"
+    with pytest.raises(ConfigError) as info:
+        build_corpus(source, out)
+    assert not out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"]  # no temporary file left behind
+    message = str(info.value)
+    assert str(source) in message and "\n" not in message
+    return message
+
+
+# --- building -----------------------------------------------------------------------------------------------------
+
+
+def test_build_from_jsonl(tmp_path: Path) -> None:
+    stats = build_corpus(write_jsonl(tmp_path / "d.jsonl", DOCS), tmp_path / "kb.sqlite")
+    assert (stats.documents, stats.source_format, stats.duplicates) == (len(DOCS), "jsonl", 0)
+    assert stats.seconds >= 0
+    with Corpus(tmp_path / "kb.sqlite") as kb:
+        assert len(kb) == len(DOCS)
+
+
+def test_build_from_json_list_and_dedupe(tmp_path: Path) -> None:
+    source = tmp_path / "d.json"
+    source.write_text(json.dumps([*DOCS, DOCS[0], {**DOCS[1], "extra": 1}], indent=2), encoding="utf-8")
+    stats = build_corpus(source, tmp_path / "kb.sqlite")
+    assert (stats.documents, stats.source_format, stats.duplicates) == (len(DOCS), "json", 2)
+
+
+def test_blank_lines_and_bom_are_fine(tmp_path: Path) -> None:
+    source = tmp_path / "d.jsonl"
+    source.write_bytes(b"\xef\xbb\xbf\n" + json.dumps(DOCS[0]).encode() + b"\n\n   \n" + json.dumps(DOCS[1]).encode())
+    assert build_corpus(source, tmp_path / "kb.sqlite").documents == 2
+
+
+def test_rebuild_replaces_and_failed_build_keeps_the_old_one(tmp_path: Path) -> None:
+    out = tmp_path / "kb.sqlite"
+    build_corpus(write_jsonl(tmp_path / "a.jsonl", DOCS[:2]), out)
+    build_corpus(write_jsonl(tmp_path / "b.jsonl", DOCS[2:5]), out)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(DOCS[0]) + "\n{oops\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="line 2"):
+        build_corpus(bad, out)
+    with Corpus(out) as kb:
+        assert len(kb) == 3 and kb.get("France") is None and kb.get("Zürich") is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl", "bad.jsonl", "kb.sqlite"]
+
+
+def test_refuses_to_overwrite_a_file_that_is_no_knowledge_base(tmp_path: Path) -> None:
+    precious = tmp_path / "notes.txt"
+    precious.write_text("do not lose me", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a tether knowledge base"):
+        build_corpus(write_jsonl(tmp_path / "d.jsonl", DOCS), precious)
+    assert precious.read_text(encoding="utf-8") == "do not lose me"
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_corpus(tmp_path / "d.jsonl", tmp_path / "missing" / "kb.sqlite")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    assert "empty" in build_error(tmp_path, "empty.jsonl", "")
+    assert "empty" in build_error(tmp_path, "blank.jsonl", "  \n\n ")
+    assert "empty" in build_error(tmp_path, "list.json", "[]")
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        build_corpus(tmp_path / "nope.jsonl", tmp_path / "kb.sqlite")
+
+
+def test_malformed_jsonl_line_is_named(tmp_path: Path) -> None:
+    good = json.dumps(DOCS[0])
+    message = build_error(tmp_path, "d.jsonl", f"{good}\n\n{good[:-1]}\n{good}\n")
+    assert "line 3" in message and "not valid JSON" in message
+
+
+def test_missing_keys_and_bad_values(tmp_path: Path) -> None:
+    message = build_error(tmp_path, "a.jsonl", json.dumps(DOCS[0]) + '\n{"title": "Only a title"}\n')
+    assert "line 2" in message and "'text'" in message
+    message = build_error(tmp_path, "b.json", json.dumps([DOCS[0], DOCS[1], {"text": "No title."}]))
+    assert "item 2" in message and "'title'" in message
+    assert "'title' must be a string" in build_error(tmp_path, "c.jsonl", '{"title": 5, "text": "x"}')
+    assert "'title' is empty" in build_error(tmp_path, "d.jsonl", '{"title": "  ", "text": "x"}')
+    assert "'text' is empty" in build_error(tmp_path, "e.jsonl", '{"title": "T", "text": " \\n "}')
+    message = build_error(tmp_path, "f.json", '[{"title": "A", "text": "b"}, 2]')
+    assert "item 1" in message and "expected an object" in message
+    assert "expected JSONL" in build_error(tmp_path, "g.txt", "hello world")
+
+
+def test_json_errors_name_the_line(tmp_path: Path) -> None:
+    message = build_error(tmp_path, "a.json", '[\n {"title": "A", "text": "b"},\n {"title": "B" "text": "c"}\n]')
+    assert "line 3" in message and "not valid JSON" in message
+    assert "line 3: not valid JSON" in build_error(tmp_path, "b.json", "\n\n[1")
+    message = build_error(tmp_path, "c.jsonl", '{"title": "A",\n "text": "b"}')  # pretty-printed is not JSONL
+    assert "line 1: not valid JSON" in message
+    message = build_error(tmp_path, "d.jsonl", "\n\n  hello")
+    assert "line 3" in message and "expected JSONL" in message
+
+
+def test_non_utf8_is_named(tmp_path: Path) -> None:
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(json.dumps(DOCS[0]).encode() + b'\n{"title": "Z\xfcrich", "text": "x"}\n')
+    with pytest.raises(ConfigError, match=r"line 2: not UTF-8"):
+        build_corpus(source, tmp_path / "kb.sqlite")
+
+
+# --- HotpotQA format ----------------------------------------------------------------------------------------------
+
+HOTPOT = [
+    {
+        "_id": "q1",
+        "question": "Which city is the capital of France?",
+        "answer": "Paris",
+        "supporting_facts": [["Paris", 0]],
+        "context": [
+            ["Paris", ["Paris is the capital of France.", " It lies on the Seine."]],
+            ["Lyon", ["Lyon is the third-largest city of France.", " It lies at the confluence of two rivers."]],
+        ],
+    },
+    {
+        "_id": "q2",
+        "question": "Where is Lyon?",
+        "answer": "France",
+        "supporting_facts": [["Lyon", 0]],
+        "context": [
+            ["Lyon", ["Lyon is the third-largest city of France.", " It lies at the confluence of two rivers."]],
+            ["Zürich", ["Zürich is a city in Switzerland.", " Its old town lies on the Limmat."]],
+        ],
+    },
+]
+
+
+def test_hotpotqa_format_pools_and_keeps_sentences(tmp_path: Path) -> None:
+    source = tmp_path / "hotpot.json"
+    source.write_text(json.dumps(HOTPOT), encoding="utf-8")
+    stats = build_corpus(source, tmp_path / "kb.sqlite")
+    assert (stats.documents, stats.source_format, stats.duplicates) == (3, "hotpotqa", 1)
+    with Corpus(tmp_path / "kb.sqlite") as kb:
+        assert kb.get("Lyon") == Document(
+            "Lyon", ("Lyon is the third-largest city of France.", "It lies at the confluence of two rivers.")
+        )
+        assert kb.search("confluence of two rivers")[0].title == "Lyon"
+        best = kb.search("Limmat old town")[0]
+        assert (best.title, best.text) == (
+            "Zürich",
+            "Zürich is a city in Switzerland. Its old town lies on the Limmat.",
+        )
+        assert isinstance(best, Hit) and best.score > 0
+
+
+def test_hotpotqa_malformed_context_is_named(tmp_path: Path) -> None:
+    broken = json.loads(json.dumps(HOTPOT))
+    broken[1]["context"][1] = ["Zürich", "not a list of sentences"]
+    message = build_error(tmp_path, "h.json", json.dumps(broken))
+    assert "item 1" in message and "context[1]" in message
+    broken[1] = {"question": "no context"}
+    assert "item 1" in build_error(tmp_path, "h.json", json.dumps(broken))
+
+
+@pytest.mark.skipif(not HOTPOT_53.is_file(), reason=f"{HOTPOT_53} is not available")
+def test_hotpotqa_dev_file_finds_supporting_paragraphs(tmp_path: Path) -> None:
+    stats = build_corpus(HOTPOT_53, tmp_path / "kb.sqlite")
+    assert stats.source_format == "hotpotqa" and stats.documents > 400
+    questions = json.loads(HOTPOT_53.read_text(encoding="utf-8"))
+    with Corpus(tmp_path / "kb.sqlite") as kb:
+        first = top5 = total = 0
+        for question in questions:
+            paragraphs = {title: sentences for title, sentences in question["context"]}
+            for title in {t for t, _ in question["supporting_facts"]} & paragraphs.keys():
+                hits = [h.title for h in kb.search(paragraphs[title][0], k=5)]
+                total += 1
+                first += hits[0] == title
+                top5 += title in hits
+        assert total > 90 and top5 == total and first >= 0.95 * total
+        ed_wood = next(c for c in questions[0]["context"] if c[0] == "Ed Wood (film)")
+        assert kb.search(ed_wood[1][0])[0].title == "Ed Wood (film)"
+
+
+# --- searching ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "title"),
+    [
+        ("burrowing nocturnal mammal", "Aardvark"),
+        ("ants and termites", "Aardvark"),
+        ("chemical element symbol Hg", "Mercury (element)"),
+        ("smallest planet closest to the Sun", "Mercury (planet)"),
+        ("Benedict Cumberbatch superhero", "Doctor Strange (2016 film)"),
+        ("Tim Burton biographical film", "Ed Wood (film)"),
+        ("Seine", "Paris"),
+        ("France", "France"),  # the title outweighs mentions in other paragraphs
+        ("Zurich", "Zürich"),  # diacritics ignored
+        ("zürich largest city Switzerland", "Zürich"),
+        ("東京", "東京"),
+        ("burrows", "Aardvark"),  # porter stemming: burrowing/burrows
+    ],
+)
+def test_search_ranks_the_gold_title_first(kb: Corpus, query: str, title: str) -> None:
+    hits = kb.search(query, k=5)
+    assert hits and hits[0].title == title
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+
+
+def test_search_returns_at_most_k(kb: Corpus) -> None:
+    assert len(kb.search("France Switzerland city", k=2)) == 2
+    assert kb.search("France", k=0) == []
+    assert kb.search("qwertyuiop") == []
+
+
+def test_get_exact_then_case_insensitive(kb: Corpus) -> None:
+    assert kb.get("France") == Document(
+        "France",
+        (
+            "France is a country in Western Europe.",
+            "Its capital is Paris.",
+            "France has a population of about 68 million people.",
+            "The population grew in the 20th century.",
+        ),
+    )
+    assert kb.get("FRANCE") is not None and kb.get("FRANCE").title == "France"  # type: ignore[union-attr]
+    assert kb.get("zürich").title == "Zürich"  # type: ignore[union-attr]
+    assert kb.get("東京").text == "東京は日本の首都です。 人口は約1400万人です。"  # type: ignore[union-attr]
+    assert kb.get("Atlantis") is None and kb.get("") is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"France" AND (',
+        "NEAR(France Paris, 2)",
+        "France OR",
+        "AND OR NOT",
+        "title:France",
+        "body : Paris",
+        "-France",
+        "^France",
+        "Fran*",
+        "*",
+        '"',
+        '""',
+        "'",
+        "(((",
+        ")",
+        "{title body}: France",
+        "+",
+        "\x00France\x00",
+        "a AND b OR c NOT d",
+        "",
+        "   ",
+        "🙂 🚀",
+        "x" * 5000,
+        " ".join(["France"] * 500),
+    ],
+)
+def test_fts_hostile_queries_never_raise(kb: Corpus, query: str) -> None:
+    assert isinstance(kb.search(query), list)
+
+
+def test_random_junk_queries_never_raise(kb: Corpus) -> None:
+    rng = random.Random(7)
+    alphabet = "abcXYZ019 \"'()*:^+-{}[],.;!?~@#$%&|\\/<>=\t\nüé東🙂\x00" + "ANDORNOTNEAR"
+    for _ in range(300):
+        assert isinstance(kb.search("".join(rng.choices(alphabet, k=rng.randint(0, 40)))), list)
+
+
+def test_fts_query_is_quoted_words() -> None:
+    assert fts_query('"France" AND (') == '"france"'
+    assert fts_query("What is the capital of France?") == '"capital" OR "france"'
+    assert fts_query("the of") == '"the" OR "of"'  # only stopwords: keep them
+    assert fts_query("!!! ???") == ""
+    assert fts_query("Zürich 東京") == '"zürich" OR "東京"'
+
+
+def test_split_sentences() -> None:
+    assert split_sentences("Hello world.  It is in the U.S. state of Ohio! Is it?\nNext line") == [
+        "Hello world.",
+        "It is in the U.S. state of Ohio!",
+        "Is it?",
+        "Next line",
+    ]
+    assert split_sentences("東京は首都です。大阪もです。") == ["東京は首都です。", "大阪もです。"]
+
+
+def test_title_key_folds_case_accents_punctuation() -> None:
+    assert title_key("Zürich (City)") == title_key("zurich city") == "zurich city"
+    assert title_key("Ed_Wood") == title_key("ed wood")
+
+
+def test_opening_something_else_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such knowledge base"):
+        Corpus(tmp_path / "missing.sqlite")
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="not a tether knowledge base"):
+        Corpus(other)
+    text = tmp_path / "text.txt"
+    text.write_text("hello", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a tether knowledge base"):
+        Corpus(text)
+
+
+def test_missing_fts5_is_a_clear_error() -> None:
+    import tether.corpus as corpus_module
+
+    class NoFts5:
+        def execute(self, sql: str) -> None:
+            raise sqlite3.OperationalError("no such module: fts5")
+
+    with pytest.raises(ConfigError, match="FTS5"):
+        corpus_module._require_fts5(NoFts5())  # type: ignore[arg-type]
+
+
+def test_corpus_is_usable_from_threads(kb: Corpus) -> None:
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(50):
+                assert kb.search("capital of France")[0].title in {"Paris", "France"}
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# --- the tools ----------------------------------------------------------------------------------------------------
+
+
+def test_tools_are_named_and_described(kb: Corpus) -> None:
+    wikipedia, lookup = make_corpus_tools(kb)
+    assert (wikipedia.name, lookup.name) == ("wikipedia", "lookup")
+    assert "offline encyclopedia" in wikipedia.description and "offline encyclopedia" in lookup.description
+    assert ToolRegistry([wikipedia, lookup]).names == ("wikipedia", "lookup")
+
+
+def test_tools_from_a_path(kb_path: Path) -> None:
+    wikipedia, _ = make_corpus_tools(kb_path)
+    assert wikipedia("France").startswith("France: France is a country")
+    with pytest.raises(ConfigError):
+        make_corpus_tools(kb_path.parent / "missing.sqlite")
+
+
+def test_wikipedia_opens_pages(kb: Corpus) -> None:
+    wikipedia, _ = make_corpus_tools(kb)
+    assert wikipedia("France") == (
+        "France: France is a country in Western Europe. Its capital is Paris. France has a population of about "
+        "68 million people. The population grew in the 20th century."
+    )
+    assert wikipedia("  'paris'  ").startswith("Paris: Paris is the capital")
+    assert wikipedia("zurich").startswith("Zürich: Zürich is the largest city")  # accent- and case-insensitive
+    assert wikipedia("東京").startswith("東京: 東京は日本の首都です。")
+    assert wikipedia("Ed Wood").startswith("Ed Wood (film): Ed Wood is a 1994")  # the only "Ed Wood (...)"
+    assert wikipedia("Doctor Strange director").startswith("Doctor Strange (2016 film): ")  # names the page
+
+
+def test_wikipedia_ambiguous_similar_and_nothing(kb: Corpus) -> None:
+    wikipedia, _ = make_corpus_tools(kb)
+    assert wikipedia("Mercury") == "'Mercury' is ambiguous; it may refer to: Mercury (planet); Mercury (element)."
+    similar = wikipedia("burrowing mammal in Africa")
+    assert similar.startswith("No page titled 'burrowing mammal in Africa'. Similar: Aardvark")
+    with pytest.raises(ToolError, match="nothing in the offline encyclopedia matches"):
+        wikipedia("qwertyuiop")
+    with pytest.raises(ToolError, match="needs a page title"):
+        wikipedia('  ""  ')
+    for hostile in ['"France" AND (', "NEAR(", "*", ":"]:
+        try:
+            assert "\n" not in wikipedia(hostile)
+        except ToolError as exc:
+            assert "nothing in the offline encyclopedia" in str(exc) or "needs a page title" in str(exc)
+
+
+def test_observations_are_one_line_and_capped(tmp_path: Path) -> None:
+    long_doc = {
+        "title": "Long",
+        "text": "First sentence is here.\nIt\tgoes on and on " + "and on " * 200 + ".\n\nThird sentence.",
+    }
+    build_corpus(write_jsonl(tmp_path / "d.jsonl", [long_doc]), tmp_path / "kb.sqlite")
+    with Corpus(tmp_path / "kb.sqlite") as kb:
+        wikipedia, lookup = make_corpus_tools(kb, max_chars=120)
+        page = wikipedia("Long")
+        assert page == "Long: First sentence is here."  # the second sentence would not fit
+        hit = lookup("goes on")
+        assert len(hit) <= 120 and "\n" not in hit and "\t" not in hit and hit.endswith("…")
+        wikipedia_600, _ = make_corpus_tools(kb, max_sentences=1)
+        assert wikipedia_600("Long") == "Long: First sentence is here."
+        with pytest.raises(ConfigError):
+            make_corpus_tools(kb, max_chars=10)
+
+
+def test_lookup_walks_the_matches_then_says_no_more(kb: Corpus) -> None:
+    wikipedia, lookup = make_corpus_tools(kb)
+    with pytest.raises(ToolError, match="no page is open"):
+        lookup("population")
+    wikipedia("France")
+    assert lookup("population") == "(Result 1/2) France has a population of about 68 million people."
+    assert lookup("POPULATION") == "(Result 2/2) The population grew in the 20th century."
+    assert lookup("population") == "No more results for 'population' in 'France'."
+    assert lookup("capital") == "(Result 1/1) Its capital is Paris."  # a new keyword starts over
+    assert lookup("population") == "(Result 1/2) France has a population of about 68 million people."
+    assert lookup("volcano") == "No sentence of 'France' contains 'volcano'."
+    wikipedia("Zürich")
+    assert lookup("zurich") == "(Result 1/2) Zürich is the largest city in Switzerland."  # accent-insensitive
+    with pytest.raises(ToolError, match="needs a keyword"):
+        lookup("  ")
+    wikipedia("Mercury")  # ambiguous: no page open any more
+    with pytest.raises(ToolError, match="no page is open"):
+        lookup("planet")
+
+
+def test_tools_called_through_the_tool_interface(kb: Corpus) -> None:
+    wikipedia, lookup = make_corpus_tools(kb)
+    assert wikipedia.accepts("France") and not wikipedia.accepts("France\nThought: hacked")
+    assert wikipedia("Aardvark").startswith("Aardvark: The aardvark is")
+    assert lookup("ants").startswith("(Result 1/1) It feeds almost exclusively on ants")

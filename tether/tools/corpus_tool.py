@@ -1,0 +1,180 @@
+"""The `wikipedia` and `lookup` tools on an offline knowledge base (see `tether.corpus`).
+
+Same interface as the online tools in `tether.tools.wikipedia`, so prompts and agents need not
+change; only the pages come from a local SQLite file:
+
+    wikipedia: Ed Wood     -> "Ed Wood: Edward Davis Wood Jr. was an American filmmaker, ..."
+    wikipedia: Mercury     -> "'Mercury' is ambiguous; it may refer to: Mercury (planet); Mercury (element)."
+    wikipedia: 1994 biopic -> "No page titled '1994 biopic'. Similar: Ed Wood (film); ..."
+    lookup: Burton         -> "(Result 1/2) <the next sentence of that page containing 'Burton'>"
+
+How `wikipedia: <text>` chooses a page, first rule that applies:
+
+1. a title equal to the text (exactly, else case-insensitively);
+2. a title equal to it up to case, accents and punctuation ("zurich" opens "Zürich");
+3. titles that are the text plus a disambiguation ("Ed Wood" opens "Ed Wood (film)" if it is the
+   only one; with several, the observation lists them);
+4. the best BM25 hit of a full-text search, if the text has at least half of the words of its
+   title, disambiguation aside ("Doctor Strange director" opens "Doctor Strange (2016 film)");
+   otherwise the observation lists the closest titles, which the model can then open by name.
+
+Every observation is one line, capped at `max_chars`. The tools share one state (the page last
+opened and the lookup cursor), guarded by a lock since tools run in worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
+from tether.engine.prompt import sanitise_observation
+from tether.errors import ConfigError, ToolError
+from tether.tools.base import Tool
+
+__all__ = ["CorpusSession", "make_corpus_tools"]
+
+_MAX_SIMILAR = 5
+_MAX_OPTIONS = 8
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+
+
+def _content_words(text: str) -> set[str]:
+    words = set(title_key(text).split())
+    return (words - STOPWORDS) or words
+
+
+@dataclass
+class _Cursor:
+    keyword: str = ""
+    matches: list[str] = field(default_factory=list)
+    shown: int = 0
+
+
+class CorpusSession:
+    """The state the corpus-backed `wikipedia` and `lookup` tools share."""
+
+    def __init__(self, corpus: Corpus, *, max_chars: int = 600, max_sentences: int = 5) -> None:
+        if max_chars < 40 or max_sentences < 1:
+            raise ConfigError("corpus tools: max_chars must be at least 40 and max_sentences positive")
+        self.corpus = corpus
+        self.max_chars = max_chars
+        self.max_sentences = max_sentences
+        self._lock = threading.Lock()
+        self._page: Document | None = None
+        self._cursor = _Cursor()
+
+    def _line(self, text: str) -> str:
+        return sanitise_observation(text, self.max_chars)
+
+    def _titles(self, titles: list[str], limit: int) -> str:
+        return "; ".join(sanitise_observation(t, 80) for t in list(dict.fromkeys(titles))[:limit])
+
+    def search(self, query: str) -> str:
+        """Observation for `wikipedia: <query>`; remembers the page opened for `lookup`."""
+        query = " ".join(query.split()).strip(_QUOTES).strip()
+        if not query:
+            raise ToolError("wikipedia needs a page title or topic, e.g. wikipedia: France")
+        with self._lock:
+            self._page, self._cursor = None, _Cursor()
+        observation, page = self._resolve(query)
+        with self._lock:
+            self._page, self._cursor = page, _Cursor()
+        return observation
+
+    def _resolve(self, query: str) -> tuple[str, Document | None]:
+        doc = self.corpus.get(query)
+        if doc is None:
+            same = self.corpus.titles_with_key(query)
+            doc = self.corpus.get(same[0]) if same else None
+        if doc is None:
+            variants = self.corpus.titles_with_base(query, limit=_MAX_OPTIONS + 1)
+            if len(variants) > 1:
+                options = self._titles(variants, _MAX_OPTIONS)
+                return self._line(f"{query!r} is ambiguous; it may refer to: {options}."), None
+            doc = self.corpus.get(variants[0]) if variants else None
+        if doc is None:
+            hits = self.corpus.search(query, k=_MAX_SIMILAR)
+            if not hits:
+                raise ToolError(
+                    sanitise_observation(f"wikipedia: nothing in the offline encyclopedia matches {query!r}; "
+                                         "try other words")
+                )  # fmt: skip
+            if self._names(query, hits[0].title):
+                doc = self.corpus.get(hits[0].title)
+            if doc is None:
+                similar = self._titles([h.title for h in hits], _MAX_SIMILAR)
+                return self._line(f"No page titled {query!r}. Similar: {similar}."), None
+        return self._line(f"{doc.title}: {self._first_sentences(doc, len(doc.title) + 2)}"), doc
+
+    @staticmethod
+    def _names(query: str, title: str) -> bool:
+        """Whether the query names this page: it has at least half of the words of the title
+        without its disambiguation ("(film)" does not count), and at least one."""
+        base = _content_words(base_title(title))
+        return len(_content_words(query) & base) >= max(1, (len(base) + 1) // 2)
+
+    def _first_sentences(self, doc: Document, used: int) -> str:
+        chosen: list[str] = []
+        length = used
+        for sentence in doc.sentences[: self.max_sentences]:
+            if chosen and length + 1 + len(sentence) > self.max_chars:
+                break
+            chosen.append(sentence)
+            length += len(sentence) + 1
+        return " ".join(chosen)
+
+    def lookup(self, keyword: str) -> str:
+        """Observation for `lookup: <keyword>`: the next sentence of the open page containing it
+        (case- and accent-insensitive), as "(Result i/n) sentence"."""
+        keyword = " ".join(keyword.split()).strip(_QUOTES).strip()
+        if not keyword:
+            raise ToolError("lookup needs a keyword, e.g. lookup: population")
+        with self._lock:
+            page = self._page
+            if page is None:
+                raise ToolError("lookup: no page is open; open one with wikipedia first")
+            needle = fold_text(keyword)
+            cursor = self._cursor
+            if cursor.keyword != needle:
+                matches = [s for s in page.sentences if needle in fold_text(s)]
+                cursor = self._cursor = _Cursor(needle, matches)
+            if not cursor.matches:
+                return self._line(f"No sentence of {page.title!r} contains {keyword!r}.")
+            if cursor.shown >= len(cursor.matches):
+                return self._line(f"No more results for {keyword!r} in {page.title!r}.")
+            cursor.shown += 1
+            sentence = cursor.matches[cursor.shown - 1]
+        return self._line(f"(Result {cursor.shown}/{len(cursor.matches)}) {sentence}")
+
+
+def make_corpus_tools(
+    path: Path | str | Corpus,
+    *,
+    max_chars: int = 600,
+    max_sentences: int = 5,
+    timeout_s: float = 5.0,
+) -> tuple[Tool, Tool]:
+    """A `wikipedia` tool and a `lookup` tool over the knowledge base at `path` (built with
+    `tether.corpus.build_corpus`), or over an open `Corpus`. Opening it here means a missing or
+    foreign file is a ConfigError now, not a failed tool call later."""
+    corpus = path if isinstance(path, Corpus) else Corpus(path)
+    session = CorpusSession(corpus, max_chars=max_chars, max_sentences=max_sentences)
+    search_tool = Tool(
+        name="wikipedia",
+        description="Search the offline encyclopedia for this title or topic; returns the best page's first "
+        "sentences, or similar titles.",
+        func=session.search,
+        example="France",
+        timeout_s=timeout_s,
+    )
+    lookup_tool = Tool(
+        name="lookup",
+        description="Return the next sentence containing this keyword in the offline encyclopedia page that "
+        "wikipedia last opened.",
+        func=session.lookup,
+        example="population",
+        timeout_s=timeout_s,
+    )
+    return search_tool, lookup_tool
