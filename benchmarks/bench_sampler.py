@@ -1,0 +1,149 @@
+"""Grammar cost, measured side by side in one process: per-token decode time unconstrained, with
+llama-cpp-python's built-in grammar sampler, and with tether's sampler; KV reuse per agent step; and
+whole agent runs on the built-in path vs tether's. Prints a table and writes JSON.
+
+    python benchmarks/bench_sampler.py [--models smollm2-135m,qwen2.5-coder-1.5b] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from tether import Agent, Limits, LlamaCppBackend, Restriction, Sampling, StreamStats
+from tether.engine.prompt import render_prompt
+from tether.models import default_model_path
+from tether.tools import resolve_tools
+
+PROMPTS = [
+    "What is 17 * 23?",
+    "A train travels 120 km in 1.5 hours. What is its average speed?",
+    "What is the capital of Japan?",
+    "How many seconds are in a week?",
+    "Who wrote Pride and Prejudice?",
+    "What is 15% of 80?",
+]
+AGENT_QUESTIONS = PROMPTS[:4]
+RESULTS = Path(__file__).parent / "results" / "sampler.json"
+
+
+def _model_paths(names: list[str]) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    for name in names:
+        if name == "smollm2-135m":
+            paths[name] = default_model_path()
+            continue
+        try:
+            from tether.model_zoo import model_path
+        except ImportError:
+            continue
+        found = model_path(name)
+        if found is None:
+            print(f"skipping {name}: not installed (tether models install {name})")
+        else:
+            paths[name] = found
+    return paths
+
+
+def _decode_ms_per_token(
+    backend: LlamaCppBackend, prompt: str, grammar: str | None, max_tokens: int
+) -> tuple[float, int]:
+    """Decode time per token after the first (the prompt is cached by a warm-up, so this is decode only)."""
+    for attempt in range(2):  # the first call evaluates the prompt into the KV cache
+        stats = StreamStats()
+        stream = backend.stream(prompt, grammar=grammar, max_tokens=max_tokens, sampling=Sampling(), stats=stats)
+        first = next(stream, None)
+        began = time.perf_counter()
+        for _ in stream:
+            pass
+        elapsed = time.perf_counter() - began
+    del attempt, first
+    return 1000 * elapsed / max(1, stats.sampled - 1), stats.sampled
+
+
+def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
+    fast = LlamaCppBackend(path, sampler="fast")
+    builtin = LlamaCppBackend(path, sampler="builtin")
+    tools = resolve_tools(["calculate"])
+    grammar = Agent(fast, tools).grammars[Restriction.ALL].gbnf
+    per: dict[str, list[float]] = {"unconstrained": [], "builtin_grammar": [], "tether_grammar": []}
+    fallbacks = 0
+    for _ in range(repeats):
+        for question in PROMPTS:
+            prompt = render_prompt(fast, question, [], tools)
+            ms, n = _decode_ms_per_token(fast, prompt, grammar, 300)
+            per["tether_grammar"].append(ms)
+            per["builtin_grammar"].append(_decode_ms_per_token(builtin, prompt, grammar, 300)[0])
+            per["unconstrained"].append(_decode_ms_per_token(builtin, prompt, None, n)[0])
+    base = statistics.median(per["unconstrained"])
+    decode = {
+        k: {"median_ms_per_token": statistics.median(v), "ratio_to_unconstrained": statistics.median(v) / base}
+        for k, v in per.items()
+    }
+    runs: dict[str, Any] = {}
+    for label, backend in (("builtin", builtin), ("tether", fast)):
+        agent = Agent(backend, tools, limits=Limits(max_steps=6))
+        latencies, steps = [], []
+        for _ in range(repeats):
+            for question in AGENT_QUESTIONS:
+                began = time.perf_counter()
+                trace = agent.run(question)
+                latencies.append(time.perf_counter() - began)
+                steps.extend(trace.steps)
+        later = [s for s in steps if s.index > 0]
+        fallbacks += sum(s.tokens.full_masks for s in steps)
+        runs[label] = {
+            "median_run_s": statistics.median(latencies),
+            "total_s": sum(latencies),
+            "steps": len(steps),
+            "sampled_per_step": statistics.mean(s.tokens.sampled for s in steps),
+            "forced_per_step": statistics.mean(s.tokens.forced for s in steps),
+            "prompt_tokens_per_later_step": statistics.mean(s.tokens.prompt for s in later) if later else None,
+            "prompt_evaluated_per_later_step": statistics.mean(s.tokens.prompt_evaluated for s in later)
+            if later
+            else None,
+        }
+    runs["speedup"] = runs["builtin"]["median_run_s"] / runs["tether"]["median_run_s"]
+    return {"model": name, "decode": decode, "agent_runs": runs, "tether_full_mask_fallbacks": fallbacks}
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"\n{'model':<22}{'path':<18}{'ms/token':>10}{'x unconstrained':>17}")
+    for r in results:
+        for path, d in r["decode"].items():
+            print(f"{r['model']:<22}{path:<18}{d['median_ms_per_token']:>10.2f}{d['ratio_to_unconstrained']:>17.3f}")
+    print(
+        f"\n{'model':<22}{'agent path':<12}{'median run s':>13}{'sampled/step':>13}{'forced/step':>12}"
+        f"{'prompt/step':>12}{'evaluated/step':>15}"
+    )
+    for r in results:
+        for label in ("builtin", "tether"):
+            a = r["agent_runs"][label]
+            prompt = a["prompt_tokens_per_later_step"] or 0
+            evaluated = a["prompt_evaluated_per_later_step"] or 0
+            print(
+                f"{r['model']:<22}{label:<12}{a['median_run_s']:>13.2f}{a['sampled_per_step']:>13.1f}"
+                f"{a['forced_per_step']:>12.1f}{prompt:>12.0f}{evaluated:>15.1f}"
+            )
+        print(f"{r['model']:<22}agent-run speedup (builtin / tether): {r['agent_runs']['speedup']:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = [bench_model(n, p, args.repeats) for n, p in _model_paths(args.models.split(",")).items()]
+    print_table(results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"results": results, "repeats": args.repeats}, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The fast constrained sampler: same tokens as the full-mask sampler under greedy decoding, and
+nothing it emits (sampled or forced) leaves the grammar."""
+
+from __future__ import annotations
+
+import pytest
+
+from tether import Agent, LlamaCppBackend, Restriction, Sampling, StreamStats, compose_step_grammar
+from tether.engine.prompt import render_prompt
+from tether.models import default_model_path
+from tether.tools import resolve_tools
+
+PROMPTS = [
+    "What is 17 * 23?",
+    "How many minutes are in 3.5 hours?",
+    "What is the capital of Japan?",
+    "Compute 2 ** 16 - 1.",
+    "Who painted the Mona Lisa?",
+    "If a pizza has 8 slices and 3 people eat 2 each, how many are left?",
+]
+
+
+@pytest.fixture(scope="module")
+def builtin() -> LlamaCppBackend:
+    return LlamaCppBackend(default_model_path(), sampler="builtin")
+
+
+def _complete(backend: LlamaCppBackend, prompt: str, gbnf: str, **kw: object) -> tuple[str, StreamStats]:
+    stats = StreamStats()
+    sampling = kw.pop("sampling", Sampling())
+    text = "".join(backend.stream(prompt, grammar=gbnf, max_tokens=300, sampling=sampling, stats=stats, **kw))  # type: ignore[arg-type]
+    return text, stats
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("question", PROMPTS)
+def test_greedy_fast_sampler_matches_full_mask_sampler(
+    smollm2: LlamaCppBackend, builtin: LlamaCppBackend, question: str
+) -> None:
+    agent = Agent(smollm2, resolve_tools(["calculate"]))
+    grammar = agent.grammars[Restriction.ALL]
+    prompt = render_prompt(smollm2, question, [], agent.tools)
+    fast, fast_stats = _complete(smollm2, prompt, grammar.gbnf)
+    full, full_stats = _complete(builtin, prompt, grammar.gbnf)
+    assert fast == full
+    assert fast_stats.sampled == full_stats.sampled
+    grammar.parse(fast)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("question", PROMPTS)
+def test_forced_text_stays_in_the_grammar(smollm2: LlamaCppBackend, question: str) -> None:
+    agent = Agent(smollm2, resolve_tools(["calculate"]))
+    for restriction in (Restriction.ALL, Restriction.ANSWER_ONLY_LAST_STEP):
+        grammar = agent.grammars[restriction]
+        prompt = render_prompt(smollm2, question, [], agent.tools)
+        text, stats = _complete(smollm2, prompt, grammar.gbnf, forced=grammar.forced_text)
+        action = grammar.parse(text)
+        assert stats.forced >= 1  # at least the opening "Thought:"
+        if restriction is Restriction.ANSWER_ONLY_LAST_STEP:
+            assert action.command == "answer"
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sampling_with_temperature_stays_in_the_grammar(smollm2: LlamaCppBackend, seed: int) -> None:
+    agent = Agent(smollm2, resolve_tools(["calculate"]))
+    grammar = agent.grammars[Restriction.ALL]
+    prompt = render_prompt(smollm2, "What is 3 + 4 * 5?", [], agent.tools)
+    sampling = Sampling(temperature=1.2, top_k=0, top_p=1.0, seed=seed)
+    text, _ = _complete(smollm2, prompt, grammar.gbnf, sampling=sampling, forced=grammar.forced_text)
+    grammar.parse(text)
+    again, _ = _complete(smollm2, prompt, grammar.gbnf, sampling=sampling, forced=grammar.forced_text)
+    assert again == text  # the seed makes sampling reproducible
+
+
+def test_forced_text_follows_the_step_template() -> None:
+    grammar = compose_step_grammar(resolve_tools(["calculate"]))
+    assert grammar.forced_text("") == "Thought:"
+    assert grammar.forced_text("Thought: x") == ""
+    assert grammar.forced_text("Thought: x\n") == ""  # calculate or answer: the model chooses
+    assert grammar.forced_text("Thought: x\nc") == "alculate:"
+    assert grammar.forced_text("Thought: x\nan") == "swer:"
+    assert grammar.forced_text("Thought: x\nanswer:") == ""  # the space joins the model's next word
+    assert grammar.forced_text("Thought: x\nanswer: 4") == ""
+    answer_only = compose_step_grammar(resolve_tools(["calculate"]), allowed=["answer"])
+    assert answer_only.forced_text("Thought: x\n") == "answer:"
+
+
+def test_forced_text_waits_while_command_names_share_a_prefix() -> None:
+    from tether import Tool
+
+    calc = Tool(name="calc", description="Short.", func=str, example="1")
+    calculator = Tool(name="calculator", description="Long.", func=str, example="1")
+    grammar = compose_step_grammar([calc, calculator])
+    assert grammar.forced_text("Thought: x\nca") == ""
+    assert grammar.forced_text("Thought: x\ncalcu") == "lator:"
