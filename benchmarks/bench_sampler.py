@@ -53,15 +53,14 @@ def _decode_ms_per_token(
     backend: LlamaCppBackend, prompt: str, grammar: str | None, max_tokens: int
 ) -> tuple[float, int]:
     """Decode time per token after the first (the prompt is cached by a warm-up, so this is decode only)."""
-    for attempt in range(2):  # the first call evaluates the prompt into the KV cache
+    for _attempt in range(2):  # the first call evaluates the prompt into the KV cache
         stats = StreamStats()
         stream = backend.stream(prompt, grammar=grammar, max_tokens=max_tokens, sampling=Sampling(), stats=stats)
-        first = next(stream, None)
+        next(stream, None)
         began = time.perf_counter()
         for _ in stream:
             pass
         elapsed = time.perf_counter() - began
-    del attempt, first
     return 1000 * elapsed / max(1, stats.sampled - 1), stats.sampled
 
 

@@ -92,8 +92,7 @@ def _calculate(expression: str) -> str:
 calculate = Tool(
     name="calculate",
     description=(
-        "Evaluate an arithmetic expression (+ - * / // % **, parentheses, "
-        "sqrt, abs, round, min, max, log, exp, pi, e)."
+        "Evaluate an arithmetic expression (+ - * / // % **, parentheses, sqrt, abs, round, min, max, log, exp, pi, e)."
     ),
     func=_calculate,
     example="0.17 * 2340",
