@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,7 +138,7 @@ class _Run:
             return Restriction.ANSWER_ONLY_LAST_STEP
         return Restriction.ALL
 
-    def _decode(self, index: int, restriction: Restriction) -> Iterator[Event]:
+    def _decode(self, index: int, restriction: Restriction) -> Generator[Event, None, Step]:
         agent = self.agent
         grammar = agent.grammars[restriction]
         prompt = render_prompt(agent.backend, self.trace.question, self.trace.steps, agent.tools, agent.prompt_style)

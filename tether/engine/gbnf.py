@@ -421,7 +421,7 @@ def parse_gbnf_rules(source: str) -> dict[str, Node]:
             f"malformed GBNF at line {line}, column {column}:\n{context}", line=line, column=column
         ) from None
     try:
-        rules = _ToAst().transform(tree)
+        rules: dict[str, Node] = _ToAst().transform(tree)  # type: ignore[assignment]
     except lark.exceptions.VisitError as exc:
         if isinstance(exc.orig_exc, GrammarError):
             raise exc.orig_exc from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 
 from tether.errors import ConfigError
@@ -33,7 +34,7 @@ def resolve_tools(names: Sequence[str], *, kb: str | os.PathLike[str] | None = N
         if kb is not None:
             from tether.tools.corpus_tool import make_corpus_tools
 
-            made["wikipedia"], made["lookup"] = make_corpus_tools(kb)
+            made["wikipedia"], made["lookup"] = make_corpus_tools(Path(kb))
         else:
             from tether.tools.wikipedia import make_wikipedia_tools
 

@@ -47,8 +47,7 @@ class GrammarChecker:
         self.full_masks = 0  # how often the cheap check failed and the full mask was needed
 
     def allows(self, token: int) -> bool:
-        self._one[0].id = token
-        self._one[0].logit = 0.0
+        self._one[0] = self._lib.llama_token_data(id=token, logit=0.0, p=0.0)
         self._one_array.size = 1
         self._one_array.selected = -1
         self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))

@@ -16,7 +16,8 @@ from tether.engine.backends.fast_sampler import GrammarChecker, choose_token
 from tether.errors import ConfigError, ContextOverflow, ModelLoadError
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp import Llama
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 __all__ = ["LlamaCppBackend"]
 
@@ -85,7 +86,7 @@ class LlamaCppBackend:
         eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode("utf-8", "replace")
         bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "replace")
         formatter = Jinja2ChatFormatter(self._template, eos_token=eos, bos_token=bos)
-        result = formatter(messages=[m.model_dump() for m in messages])  # type: ignore[arg-type]
+        result = formatter(messages=[m.model_dump() for m in messages])  # type: ignore[misc]
         prompt: str = result.prompt
         return prompt
 
@@ -215,6 +216,6 @@ def _is_end_of_generation(llm: Any, token: int) -> bool:
 
 @lru_cache(maxsize=32)
 def _compiled_grammar(gbnf: str) -> LlamaGrammar:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_string(gbnf, verbose=False)
