@@ -105,6 +105,16 @@ def test_loop_without_grammar_ends_the_run_when_narrowing_is_ignored(echo_tools:
     assert backend.grammars == [None] * 4
 
 
+def test_repeatable_tools_are_not_stopped_by_loop_detection() -> None:
+    hits = iter(["first match", "second match", "no more"])
+    nxt = Tool(name="nxt", description="Next match.", func=lambda _: next(hits), example="x", repeatable=True)
+    backend = ScriptedBackend(step("nxt", "k"), step("nxt", "k"), step("nxt", "k"), step("answer", "done"))
+    trace = Agent(backend, [nxt]).run("q")
+    assert [s.observation for s in trace.steps[:3]] == ["first match", "second match", "no more"]
+    assert [s.loop for s in trace.steps] == [None] * 4
+    assert trace.stop_reason is StopReason.ANSWER
+
+
 def test_tool_exception_becomes_an_observation() -> None:
     @tool(example="x")
     def broken(text: str) -> str:
@@ -160,7 +170,7 @@ def test_observation_cannot_forge_a_step() -> None:
     trace = Agent(backend, [hostile]).run("q")
     observation = trace.steps[0].observation or ""
     assert "\n" not in observation and "\x00" not in observation and "\x1b" not in observation
-    assert len(observation) <= 400
+    assert len(observation) <= 600
     assert "\nanswer: 666" not in backend.prompts[1]
 
 

@@ -204,7 +204,8 @@ class _Run:
     def _act(self, step: Step) -> None:
         """Run the step's tool, or, for a repeated action, tell the model instead of re-running it."""
         assert step.action is not None
-        earlier = self._earlier(step.action)
+        tool = self.agent.tools[step.action.command] if step.action.command in self.agent.tools else None
+        earlier = None if tool is not None and tool.repeatable else self._earlier(step.action)
         if earlier is not None:
             self.repeats += 1
             previous = self.trace.steps[-2].action

@@ -20,7 +20,7 @@ from tether.errors import ConfigError
 __all__ = ["PromptStyle", "render_prompt", "sanitise_observation", "step_transcript"]
 
 PromptStyle = Literal["auto", "chat", "raw"]
-OBSERVATION_LIMIT = 400
+OBSERVATION_LIMIT = 600
 _INSTRUCTIONS = resources.files("tether.grammars").joinpath("prompt.txt").read_text("utf-8")
 _SPACES = re.compile(r"\s+")
 

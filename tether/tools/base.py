@@ -27,7 +27,8 @@ class Tool:
     """A registered tool. Construction checks everything, so a bad tool fails at registration.
 
     `grammar` is GBNF text for the input (start rule `root`); without it the input is one bounded
-    line. `input_type` is what pydantic validates the input text into before `func` sees it: a
+    line. `repeatable` marks a stateful tool (e.g. `lookup`, whose repeat gives the next match) that loop
+    detection must not stop. `input_type` is what pydantic validates the input text into before `func` sees it: a
     plain type (str, int, float, Literal, ...) from the text itself, a BaseModel from JSON text.
     """
 
@@ -38,6 +39,7 @@ class Tool:
     input_type: Any = str
     grammar: str | None = None
     timeout_s: float = 10.0
+    repeatable: bool = False  # a stateful tool whose repeated call gives new results (loop detection skips it)
     _adapter: TypeAdapter[Any] = field(init=False, repr=False)
     _grammar: Grammar = field(init=False, repr=False)
 

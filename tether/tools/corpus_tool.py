@@ -176,5 +176,6 @@ def make_corpus_tools(
         func=session.lookup,
         example="population",
         timeout_s=timeout_s,
+        repeatable=True,  # the same keyword again gives the next sentence
     )
     return search_tool, lookup_tool
