@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tether import Agent, LlamaCppBackend, Limits, ScriptedBackend, StopReason
+from tether import Agent, Limits, LlamaCppBackend, ScriptedBackend, StopReason
 from tether.tools import resolve_tools
 
 PAGES = [

@@ -204,7 +204,7 @@ class _Run:
     def _act(self, step: Step) -> None:
         """Run the step's tool, or, for a repeated action, tell the model instead of re-running it."""
         assert step.action is not None
-        tool = self.agent.tools[step.action.command] if step.action.command in self.agent.tools else None
+        tool = self.agent.tools.get(step.action.command)
         earlier = None if tool is not None and tool.repeatable else self._earlier(step.action)
         if earlier is not None:
             self.repeats += 1
@@ -227,10 +227,10 @@ class _Run:
         return None
 
     def _call_tool(self, action: Action) -> str:
-        if action.command not in self.agent.tools:  # only reachable without the grammar
+        tool = self.agent.tools.get(action.command)
+        if tool is None:  # only reachable without the grammar
             names = ", ".join([*self.agent.tools.names, ANSWER])
             return f"error: unknown command {action.command!r}; use one of {names}"
-        tool = self.agent.tools[action.command]
         budget = min(tool.timeout_s, max(0.0, self.deadline - time.monotonic()))
         try:
             return run_with_time_limit(tool, action.input, budget)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from tether.errors import ConfigError
 from tether.tools.base import Tool, ToolRegistry, tool

@@ -151,6 +151,9 @@ class ToolRegistry:
     def __getitem__(self, name: str) -> Tool:
         return self._tools[name]
 
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._tools
 
