@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+
+from tether.errors import ToolError
+from tether.tools.base import Tool
 
 __all__ = [
     "FakeServer",
@@ -407,3 +413,25 @@ def duckduckgo_reply(request: Request) -> Reply:
     if request.path != "/html/":
         return Reply(404, b"<html><body>Not found</body></html>", "text/html")
     return Reply(200, duckduckgo_page(request.params.get("q", "")).encode(), "text/html; charset=UTF-8")
+
+
+# --- assertions shared by the network tools' tests ---
+
+
+def assert_one_line(text: str, limit: int) -> None:
+    assert text == text.strip() and len(text) <= limit
+    assert all(ch.isprintable() for ch in text), repr(text)
+
+
+def failure(tool: Tool, text: str, *match: str) -> str:
+    """The tool's ToolError message; it must be one line and come within the tool's time limit."""
+    began = time.monotonic()
+    with pytest.raises(ToolError) as info:
+        tool(text)
+    elapsed = time.monotonic() - began
+    message = str(info.value)
+    assert elapsed < tool.timeout_s, f"took {elapsed:.2f}s, limit {tool.timeout_s}s"
+    assert_one_line(message, 300)
+    for fragment in match:
+        assert fragment in message, message
+    return message

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Sequence
 
 import pytest
-from fakeservers import FakeServer, Reply, SilentServer, duckduckgo_reply, huge_reply, refused_port
+from fakeservers import (
+    FakeServer,
+    Reply,
+    SilentServer,
+    assert_one_line,
+    duckduckgo_reply,
+    failure,
+    huge_reply,
+    refused_port,
+)
 
 from tether.engine.controller import run_with_time_limit
 from tether.errors import ConfigError, ToolError, ToolTimeout
@@ -46,25 +54,6 @@ def ddg_tool(base_url: str, timeout_s: float = FAST, **options: object) -> Tool:
 @pytest.fixture
 def search(server: FakeServer) -> Tool:
     return ddg_tool(server.url)
-
-
-def assert_one_line(text: str, limit: int) -> None:
-    assert text == text.strip() and len(text) <= limit
-    assert all(ch.isprintable() for ch in text), repr(text)
-
-
-def failure(tool: Tool, text: str, *match: str) -> str:
-    """The tool's ToolError message; it must be one line and come within the tool's time limit."""
-    began = time.monotonic()
-    with pytest.raises(ToolError) as info:
-        tool(text)
-    elapsed = time.monotonic() - began
-    message = str(info.value)
-    assert elapsed < tool.timeout_s, f"took {elapsed:.2f}s, limit {tool.timeout_s}s"
-    assert_one_line(message, 300)
-    for fragment in match:
-        assert fragment in message, message
-    return message
 
 
 # --- answers -------------------------------------------------------------------------------------------------------

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
-from fakeservers import FakeServer, Reply, SilentServer, huge_reply, mediawiki_reply, refused_port
+from fakeservers import (
+    FakeServer,
+    Reply,
+    SilentServer,
+    assert_one_line,
+    failure,
+    huge_reply,
+    mediawiki_reply,
+    refused_port,
+)
 
 from tether.engine.controller import run_with_time_limit
 from tether.errors import ConfigError, ToolError, ToolTimeout
@@ -45,25 +53,6 @@ def api(server: FakeServer) -> str:
 @pytest.fixture
 def tools(server: FakeServer) -> tuple[Tool, Tool]:
     return make_wikipedia_tools(api_url=api(server), timeout_s=FAST)
-
-
-def assert_one_line(text: str, limit: int) -> None:
-    assert text == text.strip() and len(text) <= limit
-    assert all(ch.isprintable() for ch in text), repr(text)
-
-
-def failure(tool: Tool, text: str, *match: str) -> str:
-    """The tool's ToolError message; it must be one line and come within the tool's time limit."""
-    began = time.monotonic()
-    with pytest.raises(ToolError) as info:
-        tool(text)
-    elapsed = time.monotonic() - began
-    message = str(info.value)
-    assert elapsed < tool.timeout_s, f"took {elapsed:.2f}s, limit {tool.timeout_s}s"
-    assert_one_line(message, 300)
-    for fragment in match:
-        assert fragment in message, message
-    return message
 
 
 # --- answers -------------------------------------------------------------------------------------------------------

@@ -25,12 +25,12 @@ opened and the lookup cursor), guarded by a lock since tools run in worker threa
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
 from tether.engine.prompt import sanitise_observation
 from tether.errors import ConfigError, ToolError
+from tether.tools._lookup import LookupCursor
 from tether.tools.base import Tool
 
 __all__ = ["CorpusSession", "make_corpus_tools"]
@@ -45,13 +45,6 @@ def _content_words(text: str) -> set[str]:
     return (words - STOPWORDS) or words
 
 
-@dataclass
-class _Cursor:
-    keyword: str = ""
-    matches: list[str] = field(default_factory=list)
-    shown: int = 0
-
-
 class CorpusSession:
     """The state the corpus-backed `wikipedia` and `lookup` tools share."""
 
@@ -63,7 +56,7 @@ class CorpusSession:
         self.max_sentences = max_sentences
         self._lock = threading.Lock()
         self._page: Document | None = None
-        self._cursor = _Cursor()
+        self._cursor = LookupCursor()
 
     def _line(self, text: str) -> str:
         return sanitise_observation(text, self.max_chars)
@@ -77,10 +70,10 @@ class CorpusSession:
         if not query:
             raise ToolError("wikipedia needs a page title or topic, e.g. wikipedia: France")
         with self._lock:
-            self._page, self._cursor = None, _Cursor()
+            self._page, self._cursor = None, LookupCursor()
         observation, page = self._resolve(query)
         with self._lock:
-            self._page, self._cursor = page, _Cursor()
+            self._page, self._cursor = page, LookupCursor()
         return observation
 
     def _resolve(self, query: str) -> tuple[str, Document | None]:
@@ -135,18 +128,8 @@ class CorpusSession:
             page = self._page
             if page is None:
                 raise ToolError("lookup: no page is open; open one with wikipedia first")
-            needle = fold_text(keyword)
-            cursor = self._cursor
-            if cursor.keyword != needle:
-                matches = [s for s in page.sentences if needle in fold_text(s)]
-                cursor = self._cursor = _Cursor(needle, matches)
-            if not cursor.matches:
-                return self._line(f"No sentence of {page.title!r} contains {keyword!r}.")
-            if cursor.shown >= len(cursor.matches):
-                return self._line(f"No more results for {keyword!r} in {page.title!r}.")
-            cursor.shown += 1
-            sentence = cursor.matches[cursor.shown - 1]
-        return self._line(f"(Result {cursor.shown}/{len(cursor.matches)}) {sentence}")
+            found = self._cursor.next(page.title, page.sentences, keyword, fold_text)
+        return self._line(found)
 
 
 def make_corpus_tools(

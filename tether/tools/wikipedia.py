@@ -27,11 +27,12 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tether.errors import ConfigError, ToolError
 from tether.tools import _http
+from tether.tools._lookup import LookupCursor
 from tether.tools.base import Tool
 
 __all__ = ["lookup", "make_wikipedia_tool", "make_wikipedia_tools", "wikipedia", "wikipedia_api_url"]
@@ -183,13 +184,6 @@ class _Page:
     sentences: list[str] | None = None
 
 
-@dataclass
-class _Cursor:
-    keyword: str = ""
-    matches: list[str] = field(default_factory=list)
-    shown: int = 0
-
-
 class WikipediaSession:
     """The state the `wikipedia` and `lookup` tools share: settings, the last page, the lookup cursor."""
 
@@ -218,7 +212,7 @@ class WikipediaSession:
         self._lock = threading.Lock()
         self._generation = 0
         self._page: _Page | None = None
-        self._cursor = _Cursor()
+        self._cursor = LookupCursor()
 
     # Each tool call runs its network work in a worker thread under a deadline below the tool's limit.
 
@@ -254,7 +248,7 @@ class WikipediaSession:
         with self._lock:
             self._generation += 1
             generation = self._generation
-            self._page, self._cursor = None, _Cursor()
+            self._page, self._cursor = None, LookupCursor()
         observation, page = self._run(lambda wp: self._resolve(wp, query))
         with self._lock:
             if generation == self._generation:  # a newer call, if any, owns the state
@@ -306,18 +300,8 @@ class WikipediaSession:
         with self._lock:
             if self._page is not current:
                 raise ToolError("lookup: the open page changed meanwhile; try again")
-            cursor = self._cursor
-            if cursor.keyword != keyword.casefold():
-                needle = keyword.casefold()
-                matches = [s for s in current.sentences if needle in s.casefold()]
-                cursor = self._cursor = _Cursor(needle, matches)
-            if not cursor.matches:
-                return _http.one_line(f"No sentence of {current.title!r} contains {keyword!r}.", self.max_chars)
-            if cursor.shown >= len(cursor.matches):
-                return _http.one_line(f"No more results for {keyword!r} in {current.title!r}.", self.max_chars)
-            cursor.shown += 1
-            sentence = cursor.matches[cursor.shown - 1]
-            return _http.one_line(f"(Result {cursor.shown}/{len(cursor.matches)}) {sentence}", self.max_chars)
+            found = self._cursor.next(current.title, current.sentences, keyword, str.casefold)
+        return _http.one_line(found, self.max_chars)
 
 
 def make_wikipedia_tools(
