@@ -349,9 +349,7 @@ def test_reference_itself(text: str) -> None:
     check_against_reference(text)
 
 
-_TEXT_ALPHABET = st.one_of(
-    st.sampled_from("0123456789.eE+-*/%() ,\n\tpisqrtabsoundminaxlgxp"), st.characters()
-)
+_TEXT_ALPHABET = st.one_of(st.sampled_from("0123456789.eE+-*/%() ,\n\tpisqrtabsoundminaxlgxp"), st.characters())
 
 
 @_SETTINGS

@@ -31,6 +31,7 @@ __all__ = [
     "Seq",
     "describe_terminals",
     "error_location",
+    "llama_cpp_accepts",
     "load_grammar_source",
     "parse_gbnf",
     "parse_gbnf_rules",
@@ -161,6 +162,8 @@ def _rename(node: Node, rename: dict[str, str]) -> Node:
 
 
 def _gbnf_char(ch: str, special: str) -> str:
+    if ch == "^" and "^" in special:
+        return "\\x5E"  # llama.cpp knows no `\^` escape
     if ch in special or ch == "\\":
         return "\\" + ch
     named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -254,8 +257,8 @@ def _lark(node: Node, top: bool = False) -> str:
             return text if top else f"({text})"
         case Repeat(item, lo, hi):
             inner = _lark(item)
-            if isinstance(item, (Seq, Repeat)) and not inner.startswith("("):
-                inner = f"({inner})"
+            if isinstance(item, (Seq, Repeat)):
+                inner = f"({inner})"  # `(a | b) ~ 1..3*` would not parse: always group
             return _lark_repeat(inner, lo, hi)
     raise TypeError(node)
 
@@ -267,7 +270,9 @@ def _lark_repeat(inner: str, lo: int, hi: int | None) -> str:
     if hi == 0:
         return "_empty"
     if lo == 0:
-        return f"[{inner}]" if hi == 1 else f"[{inner} ~ 1..{hi}]"
+        # `X?` rather than `[X]`: two like `[X]` in one rule expand to the same alternative twice,
+        # which Lark refuses ("Rules defined twice").
+        return f"{inner}?" if hi == 1 else f"({inner} ~ 1..{hi})?"
     return f"{inner} ~ {lo}" if lo == hi else f"{inner} ~ {lo}..{hi}"
 
 
@@ -306,7 +311,12 @@ _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "[": "[", "]"
 _ESCAPE_RE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|.)", re.S)
 
 
-def _unescape_chars(body: str) -> list[tuple[str, bool]]:
+def _at(token: lark.Token, message: str) -> GrammarError:
+    """A GrammarError for `token`'s text, naming where it starts."""
+    return GrammarError(f"{message} at line {token.line}, column {token.column}", line=token.line, column=token.column)
+
+
+def _unescaped(token: lark.Token, body: str) -> list[tuple[str, bool]]:
     """Characters of a literal/class body, each flagged True when it was escaped."""
     out: list[tuple[str, bool]] = []
     i = 0
@@ -319,7 +329,7 @@ def _unescape_chars(body: str) -> list[tuple[str, bool]]:
             elif code in _ESCAPES:
                 out.append((_ESCAPES[code], True))
             else:
-                raise GrammarError(f"unknown escape \\{code} in {body!r}")
+                raise _at(token, f"unknown escape \\{code} in {token}")
             i = m.end()
         else:
             out.append((body[i], False))
@@ -327,8 +337,8 @@ def _unescape_chars(body: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _char_class(token: str) -> CharClass:
-    chars = _unescape_chars(token[1:-1])
+def _char_class(token: lark.Token) -> CharClass:
+    chars = _unescaped(token, token[1:-1])
     negated = bool(chars) and chars[0] == ("^", False)
     if negated:
         chars = chars[1:]
@@ -338,18 +348,18 @@ def _char_class(token: str) -> CharClass:
         if i + 2 < len(chars) and chars[i + 1] == ("-", False):
             lo, hi = chars[i][0], chars[i + 2][0]
             if lo > hi:
-                raise GrammarError(f"empty range {lo!r}-{hi!r} in character class {token}")
+                raise _at(token, f"empty range {lo!r}-{hi!r} in character class {token}")
             ranges.append((lo, hi))
             i += 3
         else:
             ranges.append((chars[i][0], chars[i][0]))
             i += 1
     if not ranges:
-        raise GrammarError(f"empty character class {token}")
+        raise _at(token, f"empty character class {token}")
     return CharClass(tuple(ranges), negated)
 
 
-def _quant(token: str) -> tuple[int, int | None]:
+def _quant(token: lark.Token) -> tuple[int, int | None]:
     if token in ("*", "+", "?"):
         return {"*": (0, None), "+": (1, None), "?": (0, 1)}[token]
     body = token.strip("{} \t").replace(" ", "").replace("\t", "")
@@ -357,13 +367,19 @@ def _quant(token: str) -> tuple[int, int | None]:
         return int(body), int(body)
     lo, hi = body.split(",")
     if hi and int(hi) < int(lo):
-        raise GrammarError(f"repetition {token} has max below min")
+        raise _at(token, f"repetition {token} has max below min")
     return int(lo), (int(hi) if hi else None)
 
 
 class _ToAst(lark.Transformer[lark.Token, Node]):
+    """Builds the AST, recording where each rule is first referred to (for errors that say where)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.referred_at: dict[str, lark.Token] = {}
+
     def literal(self, items: list[lark.Token]) -> Node:
-        return Lit("".join(c for c, _ in _unescape_chars(items[0][1:-1])))
+        return Lit("".join(c for c, _ in _unescaped(items[0], items[0][1:-1])))
 
     def charclass(self, items: list[lark.Token]) -> Node:
         return _char_class(items[0])
@@ -372,6 +388,7 @@ class _ToAst(lark.Transformer[lark.Token, Node]):
         return AnyChar()
 
     def ref(self, items: list[lark.Token]) -> Node:
+        self.referred_at.setdefault(str(items[0]), items[0])
         return Ref(str(items[0]))
 
     def repetition(self, items: list[object]) -> Node:
@@ -379,7 +396,8 @@ class _ToAst(lark.Transformer[lark.Token, Node]):
         assert not isinstance(node, lark.Token)
         if len(items) == 1:
             return node  # type: ignore[return-value]
-        lo, hi = _quant(str(items[1]))
+        assert isinstance(items[1], lark.Token)
+        lo, hi = _quant(items[1])
         return Repeat(node, lo, hi)  # type: ignore[arg-type]
 
     def sequence(self, items: list[Node]) -> Node:
@@ -388,25 +406,33 @@ class _ToAst(lark.Transformer[lark.Token, Node]):
     def alternation(self, items: list[Node]) -> Node:
         return items[0] if len(items) == 1 else Alt(tuple(items))
 
-    def rule(self, items: list[object]) -> tuple[str, Node]:
-        return str(items[0]), items[1]  # type: ignore[return-value]
+    def rule(self, items: list[object]) -> tuple[lark.Token, Node]:
+        return items[0], items[1]  # type: ignore[return-value]
 
-    def grammar(self, items: list[tuple[str, Node]]) -> dict[str, Node]:
+    def grammar(self, items: list[tuple[lark.Token, Node]]) -> dict[str, Node]:
         rules: dict[str, Node] = {}
         for name, node in items:
             if name in rules:
-                raise GrammarError(f"rule {name!r} is defined twice")
-            rules[name] = node
+                raise _at(name, f"rule {str(name)!r} is defined twice")
+            rules[str(name)] = node
         return rules
 
 
 def parse_gbnf(source: str, start: str = "root") -> Grammar:
     """Parse GBNF text; a malformed source raises GrammarError naming line and column."""
-    return Grammar(parse_gbnf_rules(source), start)
+    rules, referred_at = _parse(source)
+    for name, token in referred_at.items():
+        if name not in rules:
+            raise _at(token, f"reference to undefined rule {name!r}")
+    return Grammar(rules, start)
 
 
 def parse_gbnf_rules(source: str) -> dict[str, Node]:
     """The rules of a GBNF source, not yet checked as a whole (templates may leave holes)."""
+    return _parse(source)[0]
+
+
+def _parse(source: str) -> tuple[dict[str, Node], dict[str, lark.Token]]:
     try:
         tree = _gbnf_parser().parse(source)
     except lark.UnexpectedInput as exc:
@@ -420,15 +446,17 @@ def parse_gbnf_rules(source: str) -> dict[str, Node]:
         raise GrammarError(
             f"malformed GBNF at line {line}, column {column}:\n{context}", line=line, column=column
         ) from None
+    to_ast = _ToAst()
     try:
-        rules: dict[str, Node] = _ToAst().transform(tree)  # type: ignore[assignment]
+        rules: dict[str, Node] = to_ast.transform(tree)  # type: ignore[assignment]
     except lark.exceptions.VisitError as exc:
         if isinstance(exc.orig_exc, GrammarError):
             raise exc.orig_exc from None
         raise
     if not rules:
-        raise GrammarError("GBNF source defines no rules")
-    return rules
+        line, column = source.count("\n") + 1, len(source) - source.rfind("\n")
+        raise GrammarError(f"GBNF source defines no rules (at line {line}, column {column})", line=line, column=column)
+    return rules, to_ast.referred_at
 
 
 def error_location(text: str, exc: lark.UnexpectedInput) -> tuple[int, int, int]:
@@ -457,3 +485,18 @@ def describe_terminals(parser: lark.Lark, names: Iterable[str]) -> list[str]:
 def load_grammar_source(name: str) -> str:
     """The text of a grammar shipped in `tether/grammars/NAME.gbnf`."""
     return resources.files("tether.grammars").joinpath(f"{name}.gbnf").read_text("utf-8")
+
+
+def llama_cpp_accepts(gbnf: str) -> bool:
+    """Whether llama.cpp's own GBNF parser takes `gbnf` (it refuses e.g. left recursion, which Lark allows).
+
+    Builds a vocabulary-free grammar sampler, the only step that parses: `LlamaGrammar.from_string`
+    merely stores the text, so a bad grammar would otherwise surface at the first decode.
+    """
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(None, gbnf.encode(), b"root")
+    if not sampler:
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True

@@ -116,9 +116,9 @@ def _parse_error(text: str, exc: lark.UnexpectedInput, parser: lark.Lark) -> Par
         describe_terminals(parser, getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
     )
     found = repr(text[position]) if position < len(text) else "end of text"
-    shown = ", ".join(sorted(expected)[:8])
+    shown = ", ".join(sorted(expected)[:8]) or "end of text"
     return ParseError(
-        f"invalid step at line {line}, column {column}: found {found}" + (f", expected {shown}" if shown else ""),
+        f"invalid step at line {line}, column {column}: found {found}, expected {shown}",
         text=text,
         position=position,
         expected=expected,
@@ -144,6 +144,12 @@ def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | Non
     options: list[Node] = []
     for command in commands:
         sub = inputs[command].prefixed(_prefix(command))
+        clashes = sorted(rules.keys() & sub.rules.keys())
+        if clashes:
+            raise ConfigError(
+                f"the input grammar of {command!r} renames to rule(s) {', '.join(clashes)} that another tool "
+                "already uses; rename a rule or the tool"
+            )
         rules.update(sub.rules)
         options.append(Seq((Lit(f"{command}: "), Ref(sub.start))))
     rules["action"] = options[0] if len(options) == 1 else Alt(tuple(options))

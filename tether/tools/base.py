@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 import lark
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tether.engine.gbnf import LARK_PRELUDE, Grammar, load_grammar_source, parse_gbnf
+from tether.engine.gbnf import LARK_PRELUDE, Grammar, llama_cpp_accepts, load_grammar_source, parse_gbnf
 from tether.engine.protocol import ANSWER
 from tether.errors import GrammarError, ToolInputError, ToolRegistrationError
 
@@ -56,6 +56,11 @@ class Tool:
             grammar = parse_gbnf(self.grammar if self.grammar is not None else LINE_GRAMMAR)
         except GrammarError as exc:
             raise ToolRegistrationError(f"tool {self.name!r} has a malformed input grammar: {exc}") from None
+        if not llama_cpp_accepts(grammar.to_gbnf()):
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: llama.cpp refuses its input grammar (left recursion, or a repetition "
+                "of something that can be empty?)"
+            )
         object.__setattr__(self, "_grammar", grammar)
         object.__setattr__(self, "_adapter", TypeAdapter(self.input_type))
         if not self.accepts(self.example):
