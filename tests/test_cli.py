@@ -90,3 +90,18 @@ def test_ask_no_grammar_runs_to_completion(capsys: pytest.CaptureFixture[str]) -
     assert code == 0
     trace = json.loads(out)
     assert trace["mode"] == "free" and trace["stop_reason"] is not None
+
+
+@pytest.mark.model
+def test_ask_acts_first_so_the_headline_question_is_computed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ask", "What is 17 * 23?", "--json")
+    trace = json.loads(out)
+    assert code == 0 and trace["steps"][0]["action"]["command"] == "calculate"
+    assert trace["steps"][0]["observation"] == "391" and trace["answer"] == "391"
+
+
+@pytest.mark.model
+def test_answer_first_leaves_the_first_step_open(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ask", "What is 17 * 23?", "--json", "--answer-first")
+    trace = json.loads(out)
+    assert code == 0 and trace["steps"][0]["restriction"] == "all"

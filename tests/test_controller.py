@@ -39,12 +39,30 @@ def test_answer_ends_the_run(echo_tools: list[Tool]) -> None:
     assert backend.prompts[1].endswith("echo: hi\nObservation: HI\n")
 
 
-def test_every_step_is_decoded_under_the_full_grammar(echo_tools: list[Tool]) -> None:
+def test_first_step_must_act_then_every_command_is_open(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("echo", "a"), step("answer", "A"))
-    Agent(backend, echo_tools).run("q")
-    for grammar in backend.grammars:
-        assert grammar is not None
-        assert '"echo: "' in grammar and '"other: "' in grammar and '"answer: "' in grammar
+    trace = Agent(backend, echo_tools).run("q")
+    first, second = backend.grammars
+    assert first is not None and '"echo: "' in first and '"other: "' in first and '"answer: "' not in first
+    assert second is not None and '"echo: "' in second and '"other: "' in second and '"answer: "' in second
+    assert [s.restriction for s in trace.steps] == [Restriction.TOOLS_ONLY_FIRST_STEP, Restriction.ALL]
+
+
+def test_an_answer_on_the_first_step_is_refused_unless_act_first_is_off(echo_tools: list[Tool]) -> None:
+    trace = Agent(ScriptedBackend(step("answer", "A"), step("echo", "a"), step("answer", "B")), echo_tools).run("q")
+    assert trace.steps[0].action is None and "line 2" in (trace.steps[0].error or "")
+    assert trace.answer == "B" and trace.stop_reason is StopReason.ANSWER
+
+    backend = ScriptedBackend(step("answer", "A"))
+    trace = Agent(backend, echo_tools, limits=Limits(act_first=False)).run("q")
+    assert trace.answer == "A" and len(trace.steps) == 1
+    assert backend.grammars[0] is not None and '"answer: "' in backend.grammars[0]
+
+
+def test_a_one_step_budget_still_ends_with_an_answer(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("answer", "A"))
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=1)).run("q")
+    assert trace.answer == "A" and trace.steps[0].restriction is Restriction.ANSWER_ONLY_LAST_STEP
 
 
 def test_last_step_admits_only_answer(echo_tools: list[Tool]) -> None:
@@ -213,7 +231,7 @@ def test_events_arrive_in_order(echo_tools: list[Tool]) -> None:
     ]
     streamed = "".join(e.text for e in events if isinstance(e, TextDelta) and e.index == 0)
     assert streamed == step("echo", "a")
-    assert isinstance(events[0], StepStarted) and events[0].restriction is Restriction.ALL
+    assert isinstance(events[0], StepStarted) and events[0].restriction is Restriction.TOOLS_ONLY_FIRST_STEP
     assert isinstance(events[-1], RunFinished) and events[-1].trace.answer == "A"
     parsed = [e for e in events if isinstance(e, ActionParsed)]
     assert parsed[0].action.command == "echo"
@@ -237,7 +255,7 @@ def test_trace_is_json_round_trippable(echo_tools: list[Tool]) -> None:
 
 def test_prompt_lists_registered_tools_with_examples(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("answer", "x"))
-    Agent(backend, echo_tools).run("what?")
+    Agent(backend, echo_tools, limits=Limits(act_first=False)).run("what?")
     prompt = backend.prompts[0]
     assert "- echo: Repeat the text in capitals. Example: echo: hello" in prompt
     assert "- other: Reverse the text. Example: other: hi" in prompt
@@ -246,7 +264,7 @@ def test_prompt_lists_registered_tools_with_examples(echo_tools: list[Tool]) -> 
 
 def test_raw_prompt_style_skips_the_chat_template(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("answer", "x"))
-    Agent(backend, echo_tools, prompt_style="raw").run("what?")
+    Agent(backend, echo_tools, limits=Limits(act_first=False), prompt_style="raw").run("what?")
     assert "<|user|>" not in backend.prompts[0]
     assert backend.prompts[0].endswith("Question: what?\n")
 

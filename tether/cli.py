@@ -36,6 +36,12 @@ def cli() -> None:
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
+@click.option(
+    "--act-first/--answer-first",
+    default=True,
+    show_default=True,
+    help="whether the first step must call a tool (small models otherwise answer from memory)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
 def ask(
     question: str,
@@ -45,6 +51,7 @@ def ask(
     no_grammar: bool,
     time_limit: float,
     kb: str | None,
+    act_first: bool,
     as_json: bool,
 ) -> None:
     """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
@@ -56,7 +63,7 @@ def ask(
     agent = Agent(
         backend,
         tools,
-        limits=Limits(max_steps=max_steps, time_limit_s=time_limit),
+        limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first),
         mode=Mode.FREE if no_grammar else Mode.CONSTRAINED,
     )
     trace = agent.run(question, on_event=None if as_json else _live_view)

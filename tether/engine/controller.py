@@ -38,6 +38,9 @@ class Limits(BaseModel):
     time_limit_s: float = Field(300.0, gt=0)  # wall clock for the whole run
     max_step_tokens: int = Field(512, ge=16)  # enough for the grammar's longest step
     repeats_before_narrowing: int = Field(2, ge=1)  # repeated actions tolerated before `answer:` only
+    # The first step must call a tool (its grammar leaves out `answer:`): small models otherwise answer
+    # from memory ("17 * 23 = 322") before looking anything up. Off for agents whose questions may need no tool.
+    act_first: bool = True
 
 
 class Agent:
@@ -71,8 +74,10 @@ class Agent:
     def grammars(self) -> dict[Restriction, StepGrammar]:
         full = compose_step_grammar(self.tools)
         answer_only = compose_step_grammar(self.tools, allowed=[ANSWER])
+        tool_names = [t.name for t in self.tools]
         return {
             Restriction.ALL: full,
+            Restriction.TOOLS_ONLY_FIRST_STEP: compose_step_grammar(self.tools, allowed=tool_names) if tool_names else full,
             Restriction.ANSWER_ONLY_LAST_STEP: answer_only,
             Restriction.ANSWER_ONLY_LOOP: answer_only,
         }
@@ -136,6 +141,8 @@ class _Run:
             return Restriction.ANSWER_ONLY_LOOP
         if index == self.agent.limits.max_steps - 1:
             return Restriction.ANSWER_ONLY_LAST_STEP
+        if index == 0 and self.agent.limits.act_first and len(self.agent.tools) > 0:
+            return Restriction.TOOLS_ONLY_FIRST_STEP
         return Restriction.ALL
 
     def _decode(self, index: int, restriction: Restriction) -> Generator[Event, None, Step]:
@@ -197,6 +204,7 @@ class _Run:
         self.trace.answer = action.input.strip()
         self.trace.stop_reason = {
             Restriction.ALL: StopReason.ANSWER,
+            Restriction.TOOLS_ONLY_FIRST_STEP: StopReason.ANSWER,  # an unconstrained model may still answer
             Restriction.ANSWER_ONLY_LAST_STEP: StopReason.STEP_LIMIT,
             Restriction.ANSWER_ONLY_LOOP: StopReason.LOOP,
         }[restriction]
