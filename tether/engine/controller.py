@@ -75,9 +75,10 @@ class Agent:
         full = compose_step_grammar(self.tools)
         answer_only = compose_step_grammar(self.tools, allowed=[ANSWER])
         tool_names = [t.name for t in self.tools]
+        tools_only = compose_step_grammar(self.tools, allowed=tool_names) if tool_names else full
         return {
             Restriction.ALL: full,
-            Restriction.TOOLS_ONLY_FIRST_STEP: compose_step_grammar(self.tools, allowed=tool_names) if tool_names else full,
+            Restriction.TOOLS_ONLY_FIRST_STEP: tools_only,
             Restriction.ANSWER_ONLY_LAST_STEP: answer_only,
             Restriction.ANSWER_ONLY_LOOP: answer_only,
         }
