@@ -276,3 +276,21 @@ def test_bad_configuration_is_refused_up_front(echo_tools: list[Tool]) -> None:
         Agent(ScriptedBackend(), echo_tools, prompt_style="fancy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_steps"):
         Limits(max_steps=0)
+
+
+def test_a_step_cut_by_the_token_budget_is_not_run(echo_tools: list[Tool]) -> None:
+    calls: list[str] = []
+
+    @tool(description="Count the calls.", example="x")
+    def count(text: str) -> str:
+        calls.append(text)
+        return "counted"
+
+    long_input = "a" * 40  # one scripted "token" per character: cut 9 characters into the input
+    backend = ScriptedBackend(step("count", long_input, thought="x" * 14), step("count", "b"), step("answer", "A"))
+    trace = Agent(backend, [count], limits=Limits(max_step_tokens=40)).run("q")
+    cut = trace.steps[0]
+    assert cut.truncated and cut.action is not None and cut.action.input == "a" * 9
+    assert cut.error and "40 tokens" in cut.error and "shorter input" in (cut.observation or "")
+    assert calls == ["b"] and trace.answer == "A"
+    assert not any(s.truncated for s in trace.steps[1:])

@@ -66,9 +66,9 @@ def test_constrained_runs_always_parse_and_end(smollm2: LlamaCppBackend) -> None
         assert 1 <= len(trace.steps) <= LIMITS.max_steps
         for step in trace.steps:
             assert step.action is not None, step.raw_text
-            assert step.error is None
+            assert step.error is None or step.truncated
             assert step.tokens.sampled > 0 and step.tokens.prompt > 0
-            assert step.action.to_text() == step.raw_text
+            assert step.action.to_text() == step.raw_text or step.truncated
     assert summary["parse_failures"] == 0
     later_steps = [s for t in traces for s in t.steps[1:]]
     assert later_steps, "no run took a second step"

@@ -184,6 +184,7 @@ class _Run:
                 close()
         text = "".join(pieces)
         step = Step(index=index, raw_text=text, restriction=restriction)
+        step.truncated = not text.endswith("\n") and stats.sampled + stats.forced >= agent.limits.max_step_tokens
         step.tokens.prompt = stats.prompt_tokens
         step.tokens.prompt_evaluated = stats.prompt_evaluated
         step.tokens.sampled = stats.sampled
@@ -213,6 +214,11 @@ class _Run:
     def _act(self, step: Step) -> None:
         """Run the step's tool, or, for a repeated action, tell the model instead of re-running it."""
         assert step.action is not None
+        if step.truncated:
+            limit = self.agent.limits.max_step_tokens
+            step.error = f"the step ran past {limit} tokens and was cut; the command was not run"
+            step.observation = f"error: your step ran past {limit} tokens and was cut off. Use a shorter input."
+            return
         tool = self.agent.tools.get(step.action.command)
         earlier = None if tool is not None and tool.repeatable else self._earlier(step.action)
         if earlier is not None:

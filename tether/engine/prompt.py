@@ -14,15 +14,27 @@ from typing import Literal, Protocol
 
 from tether.engine.backends.base import Backend, Message
 from tether.engine.grammar import ToolLike
-from tether.engine.protocol import Step
+from tether.engine.protocol import ANSWER, Step
 from tether.errors import ConfigError
 
-__all__ = ["PromptStyle", "render_prompt", "sanitise_observation", "step_transcript"]
+__all__ = ["PromptStyle", "examples_for", "render_prompt", "sanitise_observation", "step_transcript"]
 
 PromptStyle = Literal["auto", "chat", "raw"]
 OBSERVATION_LIMIT = 600
-_INSTRUCTIONS = resources.files("tether.grammars").joinpath("prompt.txt").read_text("utf-8")
+EXAMPLE_LIMIT = 4
+_GRAMMARS = resources.files("tether.grammars")
+_INSTRUCTIONS = _GRAMMARS.joinpath("prompt.txt").read_text("utf-8")
 _SPACES = re.compile(r"\s+")
+_COMMAND = re.compile(r"^([a-z][a-z0-9_]*): ", re.MULTILINE)
+
+
+def _load_examples(source: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each worked example of `examples.txt` and the commands it calls (all must be registered to show it)."""
+    blocks = [b.strip("\n") for b in re.split(r"\n[ \t]*\n", source)]
+    return tuple((b + "\n", frozenset(_COMMAND.findall(b)) - {ANSWER}) for b in blocks if b and not b.startswith("#"))
+
+
+_EXAMPLES = _load_examples(_GRAMMARS.joinpath("examples.txt").read_text("utf-8"))
 
 
 class DescribedTool(ToolLike, Protocol):
@@ -35,6 +47,13 @@ class DescribedTool(ToolLike, Protocol):
 
 def tool_list(tools: Iterable[DescribedTool]) -> str:
     return "\n".join(f"- {t.name}: {t.description} Example: {t.name}: {t.example}" for t in tools)
+
+
+def examples_for(tools: Iterable[ToolLike], limit: int = EXAMPLE_LIMIT) -> list[str]:
+    """The worked examples that call only these tools, in file order: a model copies what it is
+    shown, so it must never be shown a command it cannot use."""
+    names = {t.name for t in tools}
+    return [text for text, commands in _EXAMPLES if commands <= names][:limit]
 
 
 def sanitise_observation(text: str, limit: int = OBSERVATION_LIMIT) -> str:
@@ -58,7 +77,10 @@ def render_prompt(
     style: PromptStyle = "auto",
 ) -> str:
     """The full prompt for the next step; it always ends where a `Thought:` line may begin."""
-    system = _INSTRUCTIONS.format(tools=tool_list(tools))
+    tools = list(tools)
+    examples = examples_for(tools)
+    shown = "Examples:\n\n" + "\n".join(examples) if examples else ""
+    system = _INSTRUCTIONS.format(tools=tool_list(tools), examples=shown).rstrip("\n")
     user = f"Question: {sanitise_observation(question, limit=2000)}"
     transcript = "".join(map(step_transcript, steps))
     opening = None

@@ -87,6 +87,7 @@ class Step(BaseModel):
     observation: str | None = None  # None for the final `answer:` step
     restriction: Restriction = Restriction.ALL
     loop: Literal["repeat", "cycle"] | None = None  # repeated an earlier action; the tool was not re-run
+    truncated: bool = False  # cut by the per-step token budget; a cut command is not run
     tokens: TokenCounts = Field(default_factory=TokenCounts)
     timing: StepTiming = Field(default_factory=StepTiming)
 

@@ -90,6 +90,12 @@ class LlamaCppBackend:
         prompt: str = result.prompt
         return prompt
 
+    def reset(self) -> None:
+        """Forget the KV cache so the next prompt is evaluated whole. Sampled runs with one seed are
+        reproducible from the same cache state: a reused prefix re-evaluates only the last prompt token,
+        whose logits differ from a whole-batch evaluation in the last float bits."""
+        self._llm.reset()
+
     def tokenize(self, text: str) -> list[int]:
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         bos = self._llm.token_bos()
