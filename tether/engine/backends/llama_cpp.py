@@ -94,7 +94,7 @@ class LlamaCppBackend:
         """Forget the KV cache so the next prompt is evaluated whole. Sampled runs with one seed are
         reproducible from the same cache state: a reused prefix re-evaluates only the last prompt token,
         whose logits differ from a whole-batch evaluation in the last float bits."""
-        self._llm.reset()
+        self._llm.reset()  # type: ignore[no-untyped-call]
 
     def tokenize(self, text: str) -> list[int]:
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
