@@ -1,4 +1,4 @@
-"""`tether ask` and `tether grammar`: a thin command line over the library's event API."""
+"""`tether ask`, `grammar`, `corpus` and `models`: a thin command line over the library."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("question")
-@click.option("--model", "model_path", type=click.Path(), help="GGUF model file (default: embedded SmolLM2-135M)")
+@click.option("--model", "model_path", help="a GGUF file or an installed model name (default: embedded SmolLM2-135M)")
 @click.option("--max-steps", type=click.IntRange(1, 100), default=8, show_default=True)
 @click.option("--tools", "tool_names", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=_TOOLS_HELP)
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
@@ -128,6 +128,38 @@ def corpus_build(source: str, out: str) -> None:
         f"{stats.documents} paragraphs ({stats.source_format}, {stats.duplicates} duplicates skipped) "
         f"in {stats.seconds:.1f}s -> {out}"
     )
+
+
+@cli.group()
+def models() -> None:
+    """Models that install offline: the embedded default and GGUFs assembled from PyPI."""
+
+
+@models.command("list")
+def models_list() -> None:
+    """Each known model, whether it is installed, and where."""
+    from tether import model_zoo
+    from tether.models import default_model_path
+
+    click.echo(f"{model_zoo.DEFAULT_NAME:<20} {'98 MB':>8}  default   {default_model_path()}")
+    for spec in model_zoo.MODELS.values():
+        path = model_zoo.cached_path(spec.name)
+        state = "installed" if path.is_file() else "missing"
+        click.echo(f"{spec.name:<20} {spec.size / 1e6:>5.0f} MB  {state:<9} {path}")
+
+
+@models.command("install")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="install every model in the list")
+def models_install(names: tuple[str, ...], everything: bool) -> None:
+    """Download the parts of each named model from PyPI, assemble, verify its sha256, and cache it."""
+    from tether import model_zoo
+
+    wanted = list(model_zoo.MODELS) if everything else list(names)
+    if not wanted:
+        raise click.UsageError("name a model to install, or pass --all (see: tether models list)")
+    for name in wanted:
+        click.echo(f"{name}: {model_zoo.install(name)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
