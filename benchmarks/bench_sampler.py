@@ -16,7 +16,8 @@ from typing import Any
 
 from tether import Agent, Limits, LlamaCppBackend, Restriction, Sampling, StreamStats
 from tether.engine.prompt import render_prompt
-from tether.models import default_model_path
+from tether.errors import ModelLoadError
+from tether.models import resolve_model
 from tether.tools import resolve_tools
 
 PROMPTS = [
@@ -34,18 +35,10 @@ RESULTS = Path(__file__).parent / "results" / "sampler.json"
 def _model_paths(names: list[str]) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for name in names:
-        if name == "smollm2-135m":
-            paths[name] = default_model_path()
-            continue
         try:
-            from tether.model_zoo import model_path
-        except ImportError:
-            continue
-        found = model_path(name)
-        if found is None:
-            print(f"skipping {name}: not installed (tether models install {name})")
-        else:
-            paths[name] = found
+            paths[name] = resolve_model(name)
+        except ModelLoadError as exc:
+            print(f"skipping {name}: {exc}")
     return paths
 
 

@@ -60,6 +60,8 @@ def test_real_model_with_the_corpus_keeps_every_step_valid(smollm2: LlamaCppBack
     for step in trace.steps:
         if step.action is not None and step.action.command == "wikipedia" and step.loop is None:
             observation = step.observation or ""
-            assert any(observation.startswith(t + ":") for t in titles) or "No page titled" in observation or (
-                observation.startswith("error:")
+            assert (
+                any(observation.startswith(t + ":") for t in titles)
+                or "No page titled" in observation
+                or (observation.startswith("error:"))
             )

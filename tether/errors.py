@@ -9,7 +9,8 @@ TetherError
 └── ConfigError           the embedder's fault: raised at once, before a run starts
     ├── GrammarError      a grammar source is malformed (names line and column)
     ├── ToolRegistrationError
-    └── ModelLoadError    a model file is missing or unreadable
+    ├── ModelLoadError    a model file is missing or unreadable
+    └── DatasetError      a question set that cannot be read (names the file and line)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ContextOverflow",
+    "DatasetError",
     "GrammarError",
     "ModelError",
     "ModelLoadError",
@@ -82,3 +84,7 @@ class ModelLoadError(ConfigError):
 
 class ContextOverflow(TetherError):
     """The prompt plus the step's token budget no longer fits the model's context window."""
+
+
+class DatasetError(ConfigError):
+    """An evaluation question set that cannot be read: names the file and the line or item."""

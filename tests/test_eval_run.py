@@ -1,0 +1,197 @@
+"""The eval runner: records, resume after a kill, settings guard, metrics, reports, and the real
+`tether eval` on SmolLM2. Unit tests drive the scripted fake model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import run
+
+from tether import ScriptedBackend
+from tether.engine.protocol import Mode, Step, StopReason, Trace
+from tether.errors import ConfigError
+from tether.evaluation import EvalConfig, Record, Score, run_eval, summarise
+from tether.evaluation.report import markdown_table, write_reports
+from tether.evaluation.runner import pending_count, read_records
+
+QUESTIONS = [("What is 2 + 3?", 5), ("What is 4 * 5?", 20), ("What is 9 - 1?", 8)]
+
+
+def svamp_file(tmp_path: Path) -> Path:
+    path = tmp_path / "arith.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUESTIONS), encoding="utf-8")
+    return path
+
+
+def script_for(expression: str, answer: str) -> list[str]:
+    return [f"Thought: compute\ncalculate: {expression}\n", f"Thought: done\nanswer: {answer}\n"]
+
+
+class KilledAfter(Exception):
+    """Stands in for the process being killed mid-run."""
+
+
+class ScriptedLoader:
+    """Hands out one scripted fake backend per model; `kill_after` stops the run after that many streams."""
+
+    def __init__(self, outputs: list[str], kill_after: int | None = None) -> None:
+        self.backend = ScriptedBackend(*outputs)
+        self.kill_after = kill_after
+        self.loaded: list[str] = []
+
+    def __call__(self, model: str) -> ScriptedBackend:
+        self.loaded.append(model)
+        if self.kill_after is not None:
+            original, budget = self.backend.stream, [self.kill_after]
+
+            def stream(*args: object, **kwargs: object) -> object:
+                if budget[0] == 0:
+                    raise KilledAfter
+                budget[0] -= 1
+                return original(*args, **kwargs)  # type: ignore[arg-type]
+
+            self.backend.stream = stream  # type: ignore[method-assign]
+        return self.backend
+
+
+def config(tmp_path: Path, **kw: object) -> EvalConfig:
+    settings: dict[str, object] = {
+        "datasets": (svamp_file(tmp_path),),
+        "models": ("fake.gguf",),
+        "modes": (Mode.CONSTRAINED,),
+        "out": tmp_path / "out",
+    }
+    settings.update(kw)
+    return EvalConfig(**settings)  # type: ignore[arg-type]
+
+
+def test_records_are_scored_and_summarised(tmp_path: Path) -> None:
+    outputs = script_for("2 + 3", "5") + script_for("4 * 5", "21") + script_for("9 - 1", "8")
+    loader = ScriptedLoader(outputs)
+    (summary,) = run_eval(config(tmp_path), load_backend=loader)
+    records = read_records(tmp_path / "out" / "arith" / "fake.constrained.jsonl")
+    assert [r.score.correct for r in records.values()] == [True, False, True]
+    assert [r.trace.steps[0].observation for r in records.values()] == ["5", "20", "8"]
+    assert summary.questions == 3 and summary.accuracy == pytest.approx(2 / 3)
+    assert summary.valid_step_rate == 1.0 and summary.steps == 6 and summary.mean_steps == 2.0
+    assert summary.tool_calls == {"calculate": 3} and summary.stop_reasons["answer"] == 3
+    assert loader.loaded == ["fake.gguf"]
+
+
+def test_a_killed_run_resumes_without_rerunning_or_losing_a_question(tmp_path: Path) -> None:
+    outputs = script_for("2 + 3", "5") + script_for("4 * 5", "20") + script_for("9 - 1", "8")
+    with pytest.raises(KilledAfter):
+        run_eval(config(tmp_path), load_backend=ScriptedLoader([*outputs[:3], "unused"], kill_after=3))
+    results = tmp_path / "out" / "arith" / "fake.constrained.jsonl"
+    assert len(read_records(results)) == 1
+    with results.open("a", encoding="utf-8") as f:
+        f.write('{"id": "line-2", "question": "What is 4 ')  # the line being written when the kill came
+    assert pending_count(config(tmp_path)) == 2
+    loader = ScriptedLoader(outputs[2:])  # exactly what the two missing questions need
+    (summary,) = run_eval(config(tmp_path), load_backend=loader)
+    records = read_records(results)
+    assert list(records) == ["line-1", "line-2", "line-3"] and summary.questions == 3 and summary.accuracy == 1.0
+    assert len(results.read_text(encoding="utf-8").splitlines()) == 3
+    assert pending_count(config(tmp_path)) == 0
+    again = ScriptedLoader([])
+    run_eval(config(tmp_path), load_backend=again)  # nothing left: the model is not even loaded
+    assert again.loaded == []
+
+
+def test_a_corrupt_line_inside_the_results_is_an_error(tmp_path: Path) -> None:
+    results = tmp_path / "out" / "arith" / "fake.constrained.jsonl"
+    results.parent.mkdir(parents=True)
+    results.write_text("garbage\n{}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"fake.constrained.jsonl, line 1: not a result record"):
+        run_eval(config(tmp_path), load_backend=ScriptedLoader([]))
+
+
+def test_results_of_other_settings_are_never_mixed(tmp_path: Path) -> None:
+    run_eval(config(tmp_path, limit=1), load_backend=ScriptedLoader(script_for("2 + 3", "5")))
+    with pytest.raises(ConfigError, match=r"other settings \(max_steps 6 -> 4\)"):
+        run_eval(config(tmp_path, limit=1, max_steps=4), load_backend=ScriptedLoader([]))
+
+
+def _record(n: int, steps: list[Step], answer: str | None, stop: StopReason, correct: bool, elapsed: float) -> Record:
+    trace = Trace(
+        question="q", model="m", mode=Mode.FREE, steps=steps, answer=answer, stop_reason=stop, elapsed_s=elapsed
+    )
+    return Record(
+        id=str(n), question="q", gold="g", model="m", mode=Mode.FREE, score=Score(correct=correct, f1=0.5), trace=trace
+    )
+
+
+def test_metrics_over_known_traces() -> None:
+    from tether.engine.protocol import Action
+
+    def step(i: int, command: str | None, decode: float, sampled: int) -> Step:
+        action = Action(thought="t", command=command, input="x") if command else None
+        made = Step(index=i, raw_text="r", action=action)
+        made.timing.decode_s, made.tokens.sampled, made.tokens.forced = decode, sampled, 2
+        return made
+
+    records = [
+        _record(1, [step(0, "search", 1.0, 8), step(1, "answer", 1.0, 8)], "a", StopReason.ANSWER, True, 2.0),
+        _record(
+            2,
+            [step(0, None, 2.0, 18), step(1, "search", 1.0, 8), step(2, "calc", 1.0, 8)],
+            None,
+            StopReason.STEP_LIMIT,
+            False,
+            4.0,
+        ),
+    ]
+    s = summarise("d", "m", "free", records)
+    assert s.accuracy == 0.5 and s.f1 == 0.5 and s.steps == 5 and s.valid_step_rate == 0.8 and s.mean_steps == 2.5
+    assert s.tool_calls == {"search": 2, "calc": 1} and s.stop_reasons["step_limit"] == 1
+    assert s.question_latency_p50_s == 3.0 and s.question_latency_p95_s == pytest.approx(3.9)
+    assert s.tokens_sampled == 50 and s.tokens_forced == 10 and s.tokens_per_second == pytest.approx(60 / 6)
+
+
+def test_reports_hold_the_table_and_a_png(tmp_path: Path) -> None:
+    records = [_record(1, [], "a", StopReason.ANSWER, True, 1.0)]
+    summaries = [summarise("d", "m", "free", records), summarise("d", "m", "constrained", records)]
+    write_reports(summaries, tmp_path, command="tether eval d.json", elapsed_s=90)
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "`tether eval d.json` in 1.5 min" in report and markdown_table(summaries) in report
+    assert [s["mode"] for s in json.loads((tmp_path / "summary.json").read_text())] == ["free", "constrained"]
+
+
+@pytest.mark.model
+def test_tether_eval_end_to_end_on_smollm2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    hotpot = tmp_path / "hotpot.json"
+    items = [
+        {"_id": f"h{n}", "question": q, "answer": a, "context": [[t, [s]] for t, s in ctx]}
+        for n, (q, a, ctx) in enumerate(
+            [
+                (
+                    "What is the capital of Norway?",
+                    "Oslo",
+                    [("Oslo", "Oslo is the capital of Norway."), ("Bergen", "Bergen is a city in Norway.")],
+                ),
+                (
+                    "Who wrote Hamlet?",
+                    "William Shakespeare",
+                    [("Hamlet", "Hamlet is a tragedy by William Shakespeare.")],
+                ),
+                ("What colour is the sky?", "blue", [("Sky", "The sky is blue on a clear day.")]),
+            ]
+        )
+    ]
+    hotpot.write_text(json.dumps(items), encoding="utf-8")
+    out = tmp_path / "out"
+    code, stdout, _ = run(capsys, "eval", str(svamp_file(tmp_path)), str(hotpot), "--out", str(out), "--max-steps", "3")
+    assert code == 0 and "| arith | smollm2-135m | constrained | 3 |" in stdout
+    summaries = {(s["dataset"], s["mode"]): s for s in json.loads((out / "summary.json").read_text())}
+    assert set(summaries) == {(d, m) for d in ("arith", "hotpot") for m in ("constrained", "free")}
+    assert all(s["questions"] == 3 for s in summaries.values())
+    assert summaries[("arith", "constrained")]["valid_step_rate"] == 1.0
+    assert summaries[("hotpot", "constrained")]["valid_step_rate"] == 1.0
+    assert summaries[("hotpot", "constrained")]["tool_calls"].keys() <= {"wikipedia", "lookup"}
+    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG" and (out / "hotpot" / "kb.sqlite").is_file()
+    for mode in ("constrained", "free"):
+        lines = (out / "arith" / f"smollm2-135m.{mode}.jsonl").read_text().splitlines()
+        assert [Record.model_validate_json(line).id for line in lines] == ["line-1", "line-2", "line-3"]

@@ -1,0 +1,142 @@
+"""Question sets: HotpotQA JSON, GSM8K JSONL, and plain `{question, answer}` JSONL (SVAMP's layout).
+
+A line or item that cannot be read is a DatasetError naming the file and line (or item), never a
+silent skip: a score over fewer questions than the file holds would mislead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from tether.errors import DatasetError
+
+__all__ = ["FORMATS", "Dataset", "Format", "Question", "load_dataset"]
+
+Format = Literal["hotpotqa", "gsm8k", "qa"]
+FORMATS: tuple[Format, ...] = ("hotpotqa", "gsm8k", "qa")
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
+
+
+class Question(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    question: str
+    answer: str
+    numeric: bool  # scored as a number (GSM8K, SVAMP) rather than by EM / F1 (HotpotQA)
+
+
+class Dataset(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    format: Format
+    questions: tuple[Question, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def tools(self) -> list[str]:
+        """The tools the agent gets: the offline encyclopedia for HotpotQA, the calculator otherwise."""
+        return ["wikipedia", "lookup"] if self.format == "hotpotqa" else ["calculate"]
+
+
+def load_dataset(path: Path | str, format: Format | None = None) -> Dataset:
+    """Read a question set; the format is detected from the content unless given."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read dataset {path}: {exc}") from None
+    if not text.strip():
+        raise DatasetError(f"dataset {path} is empty")
+    chosen = format or _detect(path, text)
+    if chosen == "hotpotqa":
+        questions = _hotpotqa(path, text)
+    else:
+        questions = [_jsonl_question(path, n, line, chosen) for n, line in _lines(text)]
+    if not questions:
+        raise DatasetError(f"dataset {path} holds no questions")
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise DatasetError(f"dataset {path} repeats question ids")
+    return Dataset(path=path, format=chosen, questions=tuple(questions))
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _detect(path: Path, text: str) -> Format:
+    if text.lstrip().startswith("["):
+        return "hotpotqa"
+    n, first = _lines(text)[0]
+    item = _json(path, n, first)
+    return "gsm8k" if _GSM8K_ANSWER.search(str(item.get("answer", ""))) else "qa"
+
+
+def _json(path: Path, n: int, line: str) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}, line {n}: not JSON ({exc.msg})") from None
+    if not isinstance(item, dict):
+        raise DatasetError(f"{path}, line {n}: expected an object with question and answer")
+    return item
+
+
+def _jsonl_question(path: Path, n: int, line: str, format: Format) -> Question:
+    item = _json(path, n, line)
+    question, answer = item.get("question"), item.get("answer")
+    if not isinstance(question, str) or not question.strip():
+        raise DatasetError(f"{path}, line {n}: missing or empty 'question'")
+    if format == "gsm8k":
+        found = _GSM8K_ANSWER.search(str(answer or ""))
+        if not found:
+            raise DatasetError(f"{path}, line {n}: the answer has no '#### <number>' line")
+        answer = found.group(1)
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or str(answer).strip() == "":
+        raise DatasetError(f"{path}, line {n}: missing or empty 'answer'")
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)
+    return Question(
+        id=str(item.get("id", f"line-{n}")), question=question.strip(), answer=str(answer), numeric=_is_number(answer)
+    )
+
+
+def _is_number(answer: object) -> bool:
+    """Numbers are scored as numbers; any other answer by exact match and F1."""
+    try:
+        float(str(answer).replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def _hotpotqa(path: Path, text: str) -> list[Question]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}, line {exc.lineno}: not JSON ({exc.msg})") from None
+    if not isinstance(items, list):
+        raise DatasetError(f"{path}: expected a JSON list of HotpotQA questions")
+    questions = []
+    for n, item in enumerate(items):
+        where = f"{path}, item {n}"
+        if not isinstance(item, dict):
+            raise DatasetError(f"{where}: expected an object")
+        question, answer = item.get("question"), item.get("answer")
+        if not isinstance(question, str) or not question.strip() or not isinstance(answer, str):
+            raise DatasetError(f"{where}: needs a 'question' and an 'answer' string")
+        if not isinstance(item.get("context"), list):
+            raise DatasetError(f"{where}: needs a 'context' list of [title, sentences]")
+        ident = str(item.get("_id") or item.get("id") or f"item-{n}")
+        questions.append(Question(id=ident, question=question.strip(), answer=answer, numeric=False))
+    return questions

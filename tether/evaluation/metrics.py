@@ -1,0 +1,81 @@
+"""One row of the results table: what a model did in one mode over one question set."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from tether.engine.protocol import StopReason
+
+if TYPE_CHECKING:
+    from tether.evaluation.runner import Record
+
+__all__ = ["Summary", "percentile", "summarise"]
+
+
+class Summary(BaseModel):
+    dataset: str
+    model: str
+    mode: str
+    questions: int
+    accuracy: float  # exact match (HotpotQA) or number match (arithmetic sets)
+    f1: float  # mean token F1 (equal to accuracy for arithmetic sets)
+    steps: int
+    valid_step_rate: float  # steps whose text the validator accepts, over all generated steps
+    mean_steps: float
+    stop_reasons: dict[str, int]
+    tool_calls: dict[str, int]
+    question_latency_p50_s: float
+    question_latency_p95_s: float
+    step_latency_p50_s: float
+    step_latency_p95_s: float
+    tokens_sampled: int
+    tokens_forced: int
+    prompt_tokens: int
+    prompt_tokens_evaluated: int
+    tokens_per_second: float  # tokens decoded (sampled + forced) per second of decoding
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile by linear interpolation (0.0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    at = (len(ordered) - 1) * q / 100
+    low = int(at)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+
+
+def summarise(dataset: str, model: str, mode: str, records: Sequence[Record]) -> Summary:
+    steps = [s for r in records for s in r.trace.steps]
+    actions = [s.action for s in steps if s.action is not None and not s.action.is_answer]
+    step_latency = [s.timing.decode_s + s.timing.tool_s for s in steps]
+    decode_s = sum(s.timing.decode_s for s in steps)
+    decoded = sum(s.tokens.sampled + s.tokens.forced for s in steps)
+    n = len(records)
+    return Summary(
+        dataset=dataset,
+        model=model,
+        mode=mode,
+        questions=n,
+        accuracy=sum(r.score.correct for r in records) / n if n else 0.0,
+        f1=sum(r.score.f1 for r in records) / n if n else 0.0,
+        steps=len(steps),
+        valid_step_rate=sum(s.valid for s in steps) / len(steps) if steps else 0.0,
+        mean_steps=len(steps) / n if n else 0.0,
+        stop_reasons={reason.value: sum(r.trace.stop_reason is reason for r in records) for reason in StopReason},
+        tool_calls=dict(Counter(a.command for a in actions).most_common()),
+        question_latency_p50_s=percentile([r.trace.elapsed_s for r in records], 50),
+        question_latency_p95_s=percentile([r.trace.elapsed_s for r in records], 95),
+        step_latency_p50_s=percentile(step_latency, 50),
+        step_latency_p95_s=percentile(step_latency, 95),
+        tokens_sampled=sum(s.tokens.sampled for s in steps),
+        tokens_forced=sum(s.tokens.forced for s in steps),
+        prompt_tokens=sum(s.tokens.prompt for s in steps),
+        prompt_tokens_evaluated=sum(s.tokens.prompt_evaluated for s in steps),
+        tokens_per_second=decoded / decode_s if decode_s else 0.0,
+    )

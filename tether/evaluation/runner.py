@@ -1,0 +1,204 @@
+"""Run the agent over question sets for each model and mode, one JSONL of records per pair.
+
+Records are appended and flushed one by one, keyed by question id, so a killed run resumes where
+it stopped (a half-written last line is dropped) and the order questions ran in never matters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tether.engine.backends.base import Backend, Sampling
+from tether.engine.controller import Agent, Limits
+from tether.engine.prompt import PromptStyle
+from tether.engine.protocol import Mode, Trace
+from tether.errors import ConfigError
+from tether.evaluation.datasets import Dataset, Format, Question, load_dataset
+from tether.evaluation.metrics import Summary, summarise
+from tether.evaluation.scoring import Score, score_answer
+from tether.tools import ToolRegistry, resolve_tools
+
+__all__ = ["EvalConfig", "Record", "model_label", "read_records", "run_eval"]
+
+BackendLoader = Callable[[str], Backend]
+
+
+class EvalConfig(BaseModel):
+    """Everything that decides a run's results; an `out` folder holds runs of one config only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    datasets: tuple[Path, ...]
+    models: tuple[str, ...] = ("smollm2-135m",)
+    modes: tuple[Mode, ...] = (Mode.CONSTRAINED, Mode.FREE)
+    format: Format | None = None
+    limit: int | None = Field(None, ge=1)
+    max_steps: int = Field(6, ge=1)
+    seed: int = 0
+    time_limit_s: float = Field(120.0, gt=0)
+    prompt_style: PromptStyle = "auto"
+    out: Path = Path("eval-results")
+
+    def settings(self) -> dict[str, object]:
+        """What must match for a resumed run to add to the same results (models and modes may grow)."""
+        return self.model_dump(
+            mode="json", include={"format", "limit", "max_steps", "seed", "time_limit_s", "prompt_style"}
+        )
+
+
+class Record(BaseModel):
+    id: str
+    question: str
+    gold: str
+    model: str
+    mode: Mode
+    score: Score
+    trace: Trace
+
+
+def model_label(model: str) -> str:
+    """A model's name in file names and tables: its registered name, or its file's stem."""
+    from tether import model_zoo
+
+    return model if model == model_zoo.DEFAULT_NAME or model in model_zoo.MODELS else Path(model).stem
+
+
+def read_records(path: Path) -> dict[str, Record]:
+    """The records already in `path`. A half-written last line (a killed run) is cut off the file;
+    a bad line anywhere else is an error naming it: results are never silently dropped."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    records: dict[str, Record] = {}
+    offset = 0
+    for n, line in enumerate(data.splitlines(keepends=True), start=1):
+        try:
+            record = Record.model_validate_json(line)
+        except ValidationError:
+            if not line.endswith(b"\n"):  # the last line, cut short by a kill
+                with path.open("r+b") as f:
+                    f.truncate(offset)
+                break
+            raise ConfigError(f"{path}, line {n}: not a result record; move the file away to start over") from None
+        records[record.id] = record
+        offset += len(line)
+    return records
+
+
+def run_eval(
+    config: EvalConfig,
+    *,
+    load_backend: BackendLoader | None = None,
+    on_record: Callable[[Record], None] | None = None,
+) -> list[Summary]:
+    """Run every (dataset, model, mode) pair still missing questions, then summarise them all."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    _check_settings(config)
+    datasets = [load_dataset(p, config.format) for p in config.datasets]
+    if len({d.name for d in datasets}) != len(datasets):
+        raise ConfigError("two datasets share a file name; rename one so their results do not mix")
+    loader = load_backend or _load_llama_backend
+    summaries = []
+    for model in config.models:
+        backend: Backend | None = None
+        for dataset in datasets:
+            questions = dataset.questions[: config.limit]
+            for mode in config.modes:
+                path = results_path(config.out, dataset, model, mode)
+                done = read_records(path)
+                pending = [q for q in questions if q.id not in done]
+                if pending:
+                    backend = backend or loader(model)
+                    agent = _agent(config, dataset, backend, mode)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with path.open("a", encoding="utf-8") as sink:
+                        for question in pending:
+                            record = _evaluate(agent, question, model_label(model), mode)
+                            sink.write(record.model_dump_json() + "\n")
+                            sink.flush()
+                            done[record.id] = record
+                            if on_record is not None:
+                                on_record(record)
+                kept = [done[q.id] for q in questions if q.id in done]
+                summaries.append(summarise(dataset.name, model_label(model), mode.value, kept))
+    return summaries
+
+
+def pending_count(config: EvalConfig) -> int:
+    """How many questions a run of `config` has left (for a progress bar)."""
+    total = 0
+    for dataset in (load_dataset(p, config.format) for p in config.datasets):
+        ids = [q.id for q in dataset.questions[: config.limit]]
+        for model in config.models:
+            for mode in config.modes:
+                done = read_records(results_path(config.out, dataset, model, mode))
+                total += sum(i not in done for i in ids)
+    return total
+
+
+def results_path(out: Path, dataset: Dataset, model: str, mode: Mode) -> Path:
+    return out / dataset.name / f"{model_label(model)}.{mode.value}.jsonl"
+
+
+def _evaluate(agent: Agent, question: Question, model: str, mode: Mode) -> Record:
+    trace = agent.run(question.question)
+    score = score_answer(trace.answer, question.answer, numeric=question.numeric)
+    return Record(
+        id=question.id,
+        question=question.question,
+        gold=question.answer,
+        model=model,
+        mode=mode,
+        score=score,
+        trace=trace,
+    )
+
+
+def _agent(config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode) -> Agent:
+    return Agent(
+        backend,
+        _tools(config.out, dataset),
+        limits=Limits(max_steps=config.max_steps, time_limit_s=config.time_limit_s),
+        mode=mode,
+        sampling=Sampling(seed=config.seed),
+        prompt_style=config.prompt_style,
+    )
+
+
+def _tools(out: Path, dataset: Dataset) -> ToolRegistry:
+    """HotpotQA's paragraphs, all questions pooled, become the offline encyclopedia the agent searches."""
+    if dataset.format != "hotpotqa":
+        return resolve_tools(dataset.tools)
+    from tether.corpus import build_corpus
+
+    kb = out / dataset.name / "kb.sqlite"
+    if not kb.exists():
+        kb.parent.mkdir(parents=True, exist_ok=True)
+        partial = kb.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        build_corpus(dataset.path, partial)
+        partial.replace(kb)
+    return resolve_tools(dataset.tools, kb=kb)
+
+
+def _load_llama_backend(model: str) -> Backend:
+    from tether.models import load_backend
+
+    return load_backend(model)
+
+
+def _check_settings(config: EvalConfig) -> None:
+    saved = config.out / "settings.json"
+    wanted = config.settings()
+    if saved.exists():
+        found = json.loads(saved.read_text(encoding="utf-8"))
+        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+        if changed:
+            shown = ", ".join(f"{k} {found.get(k)!r} -> {wanted[k]!r}" for k in changed)
+            raise ConfigError(f"{config.out} holds results with other settings ({shown}); use another --out")
+    else:
+        saved.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
