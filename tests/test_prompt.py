@@ -56,3 +56,23 @@ def test_examples_are_not_taken_from_the_development_questions() -> None:
     assert len(questions) > 900
     shown = {text.partition("\n")[0].removeprefix("Question: ").strip().lower() for text, _ in _EXAMPLES}
     assert not shown & questions
+
+
+class FamilyBackend(ScriptedBackend):
+    """The scripted fake model, claiming a model family."""
+
+    def __init__(self, family: str | None) -> None:
+        super().__init__()
+        self._family = family
+
+    @property
+    def family(self) -> str | None:
+        return self._family
+
+
+def test_auto_picks_the_measured_style_per_family() -> None:
+    tools = resolve_tools(["calculate"])
+    assert render_prompt(FamilyBackend("qwen2"), "q?", [], tools).startswith("You answer")  # raw
+    assert render_prompt(FamilyBackend("llama"), "q?", [], tools).startswith("<|system|>")  # chat
+    assert render_prompt(FamilyBackend(None), "q?", [], tools).startswith("<|system|>")
+    assert render_prompt(FamilyBackend("qwen2"), "q?", [], tools, style="chat").startswith("<|system|>")

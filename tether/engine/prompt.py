@@ -20,6 +20,10 @@ from tether.errors import ConfigError
 __all__ = ["PromptStyle", "examples_for", "render_prompt", "sanitise_observation", "step_transcript"]
 
 PromptStyle = Literal["auto", "chat", "raw"]
+MEASURED_STYLES: dict[str, PromptStyle] = {"qwen2": "raw", "llama": "chat"}
+"""What `auto` picks per model family, by measurement (tether eval, 10 SVAMP + 10 HotpotQA questions,
+constrained): Qwen2.5-Coder-0.5B answered 50% / 10% as a raw completion against 30% / 0% in its chat
+template; SmolLM2-135M (llama) 20% / 10% in its template against 0% / 0% raw. Other families: chat."""
 OBSERVATION_LIMIT = 600
 EXAMPLE_LIMIT = 4
 _GRAMMARS = resources.files("tether.grammars")
@@ -84,7 +88,8 @@ def render_prompt(
     user = f"Question: {sanitise_observation(question, limit=2000)}"
     transcript = "".join(map(step_transcript, steps))
     opening = None
-    if style != "raw":
+    chosen = MEASURED_STYLES.get(backend.family or "", "chat") if style == "auto" else style
+    if chosen == "chat":
         opening = backend.format_chat([Message(role="system", content=system), Message(role="user", content=user)])
         if opening is None and style == "chat":
             raise ConfigError(f"model {backend.name} has no chat template; use prompt style 'raw'")

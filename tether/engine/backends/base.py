@@ -49,6 +49,11 @@ class Backend(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def family(self) -> str | None:
+        """The model's architecture ("llama", "qwen2", ...), which picks the measured prompt style; None if unknown."""
+        ...
+
     def format_chat(self, messages: Sequence[Message]) -> str | None:
         """The prompt text that opens an assistant turn after `messages`, or None without a template."""
         ...

@@ -75,6 +75,11 @@ class LlamaCppBackend:
         return self.model_path.name
 
     @property
+    def family(self) -> str | None:
+        architecture = self._llm.metadata.get("general.architecture")
+        return str(architecture) if architecture else None
+
+    @property
     def llm(self) -> Llama:
         return self._llm
 

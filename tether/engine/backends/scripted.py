@@ -26,6 +26,10 @@ class ScriptedBackend:
     def name(self) -> str:
         return self._name
 
+    @property
+    def family(self) -> str | None:
+        return None
+
     def enqueue(self, *outputs: str) -> None:
         self._outputs.extend(outputs)
 
