@@ -139,6 +139,7 @@ def corpus_build(source: str, out: str) -> None:
 @click.option("--mode", type=click.Choice(["constrained", "free", "both"]), default="both", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="the first N questions of each dataset")
 @click.option("--max-steps", type=click.IntRange(1, 100), default=6, show_default=True)
+@click.option("--max-step-tokens", type=click.IntRange(min=16), default=256, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--time-limit", type=click.FloatRange(min=0.1), default=120.0, show_default=True, help="seconds per question"
@@ -152,6 +153,7 @@ def evaluate(
     mode: str,
     limit: int | None,
     max_steps: int,
+    max_step_tokens: int,
     seed: int,
     time_limit: float,
     dataset_format: Literal["hotpotqa", "gsm8k", "qa"] | None,
@@ -172,6 +174,7 @@ def evaluate(
         format=dataset_format,
         limit=limit,
         max_steps=max_steps,
+        max_step_tokens=max_step_tokens,
         seed=seed,
         time_limit_s=time_limit,
         prompt_style=prompt_style,

@@ -38,6 +38,7 @@ class EvalConfig(BaseModel):
     format: Format | None = None
     limit: int | None = Field(None, ge=1)
     max_steps: int = Field(6, ge=1)
+    max_step_tokens: int = Field(256, ge=16)  # per step; a free-mode model may ramble until this cuts it
     seed: int = 0
     time_limit_s: float = Field(120.0, gt=0)
     prompt_style: PromptStyle = "auto"
@@ -46,7 +47,8 @@ class EvalConfig(BaseModel):
     def settings(self) -> dict[str, object]:
         """What must match for a resumed run to add to the same results (models and modes may grow)."""
         return self.model_dump(
-            mode="json", include={"format", "limit", "max_steps", "seed", "time_limit_s", "prompt_style"}
+            mode="json",
+            include={"format", "limit", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style"},
         )
 
 
@@ -162,7 +164,9 @@ def _agent(config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode) -
     return Agent(
         backend,
         _tools(config.out, dataset),
-        limits=Limits(max_steps=config.max_steps, time_limit_s=config.time_limit_s),
+        limits=Limits(
+            max_steps=config.max_steps, max_step_tokens=config.max_step_tokens, time_limit_s=config.time_limit_s
+        ),
         mode=mode,
         sampling=Sampling(seed=config.seed),
         prompt_style=config.prompt_style,
