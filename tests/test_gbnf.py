@@ -379,18 +379,6 @@ def test_lark_for_two_optionals_is_well_formed() -> None:
         pytest.param('root ::= x\nx ::= "a\n', 2, 7, id="unterminated-string-line-2"),
         pytest.param("root ::= [a-z", 1, 10, id="unterminated-class"),
         pytest.param('root ::= "a" |\n  | "b" ::=', 2, 9, id="stray-definition"),
-    ],
-)
-def test_syntax_errors_name_line_and_column(source: str, line: int, column: int) -> None:
-    with pytest.raises(GrammarError) as caught:
-        parse_gbnf(source)
-    assert (caught.value.line, caught.value.column) == (line, column)
-    assert f"line {line}, column {column}" in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("source", "line", "column"),
-    [
         pytest.param('root ::= "a" undefined-rule', 1, 14, id="undefined-rule"),
         pytest.param('root ::= item\nitem ::= "a"\nitem ::= "b"\n', 3, 1, id="duplicate-rule"),
         pytest.param('root ::= "a"\n  | [z-a]\n', 2, 5, id="bad-range"),
@@ -400,7 +388,7 @@ def test_syntax_errors_name_line_and_column(source: str, line: int, column: int)
         pytest.param("# nothing here\n", 2, 1, id="only-a-comment"),
     ],
 )
-def test_semantic_errors_name_line_and_column(source: str, line: int, column: int) -> None:
+def test_errors_name_line_and_column(source: str, line: int, column: int) -> None:
     with pytest.raises(GrammarError) as caught:
         parse_gbnf(source)
     assert (caught.value.line, caught.value.column) == (line, column)
