@@ -13,7 +13,7 @@ from tether import ScriptedBackend
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.errors import ConfigError
 from tether.evaluation import EvalConfig, Record, Score, run_eval, summarise
-from tether.evaluation.report import markdown_table, write_reports
+from tether.evaluation.report import cost_table, markdown_table, write_reports
 from tether.evaluation.runner import pending_count, read_records
 
 QUESTIONS = [("What is 2 + 3?", 5), ("What is 4 * 5?", 20), ("What is 9 - 1?", 8)]
@@ -100,6 +100,58 @@ def test_a_killed_run_resumes_without_rerunning_or_losing_a_question(tmp_path: P
     assert again.loaded == []
 
 
+def test_a_record_killed_before_its_newline_is_kept_and_the_line_ended(tmp_path: Path) -> None:
+    outputs = script_for("2 + 3", "5") + script_for("4 * 5", "20") + script_for("9 - 1", "8")
+    run_eval(config(tmp_path, limit=1), load_backend=ScriptedLoader(outputs[:2]))
+    results = tmp_path / "out" / "arith" / "fake.constrained.jsonl"
+    results.write_bytes(results.read_bytes().rstrip(b"\n"))  # the record was written, its newline was not
+    run_eval(config(tmp_path), load_backend=ScriptedLoader(outputs[2:]))
+    assert list(read_records(results)) == ["line-1", "line-2", "line-3"]
+    assert len(results.read_text(encoding="utf-8").splitlines()) == 3
+
+
+def test_records_do_not_depend_on_the_order_questions_run_in(tmp_path: Path) -> None:
+    from tether import Agent
+    from tether.evaluation import load_dataset
+    from tether.evaluation.runner import evaluate_question
+    from tether.tools import resolve_tools
+
+    questions = load_dataset(svamp_file(tmp_path)).questions
+    scripts = {
+        "line-1": script_for("2 + 3", "5"),
+        "line-2": script_for("4 * 5", "20"),
+        "line-3": script_for("9 - 1", "8"),
+    }
+
+    def records(order: list[int]) -> dict[str, Record]:
+        backend = ScriptedBackend(*[text for i in order for text in scripts[questions[i].id]])
+        agent = Agent(backend, resolve_tools(["calculate"]))
+        made = [evaluate_question(agent, questions[i], "fake", Mode.CONSTRAINED) for i in order]
+        return {r.id: r for r in made}
+
+    forward, backward = records([0, 1, 2]), records([2, 1, 0])
+    assert forward.keys() == backward.keys()
+    for key in forward:
+        a, b = forward[key], backward[key]
+        assert (a.score, a.trace.answer, a.gold) == (b.score, b.trace.answer, b.gold)
+        assert [s.raw_text for s in a.trace.steps] == [s.raw_text for s in b.trace.steps]
+
+
+def test_an_unknown_model_fails_before_any_question_runs(tmp_path: Path) -> None:
+    from tether.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="unknown model 'no-such-model'"):
+        run_eval(config(tmp_path, models=("no-such-model",)))
+    assert not (tmp_path / "out" / "arith").exists()
+
+
+def test_a_malformed_dataset_line_is_named_by_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "a?", "answer": 1}\n{"question": "b?", "answer": \n', encoding="utf-8")
+    code, _, err = run(capsys, "eval", str(bad), "--out", str(tmp_path / "out"))
+    assert code == 1 and f"{bad}, line 2: not JSON" in err
+
+
 def test_a_corrupt_line_inside_the_results_is_an_error(tmp_path: Path) -> None:
     results = tmp_path / "out" / "arith" / "fake.constrained.jsonl"
     results.parent.mkdir(parents=True)
@@ -144,10 +196,29 @@ def test_metrics_over_known_traces() -> None:
         ),
     ]
     s = summarise("d", "m", "free", records)
+    assert s.interrupted_steps == 0 and s.repeated_actions == 0
     assert s.accuracy == 0.5 and s.f1 == 0.5 and s.steps == 5 and s.valid_step_rate == 0.8 and s.mean_steps == 2.5
     assert s.tool_calls == {"search": 2, "calc": 1} and s.stop_reasons["step_limit"] == 1
     assert s.question_latency_p50_s == 3.0 and s.question_latency_p95_s == pytest.approx(3.9)
     assert s.tokens_sampled == 50 and s.tokens_forced == 10 and s.tokens_per_second == pytest.approx(60 / 6)
+
+
+def test_a_step_cut_by_the_time_limit_is_not_judged_but_is_counted() -> None:
+    from tether.engine.protocol import Action
+
+    answered = Step(index=0, raw_text="r", action=Action(thought="t", command="calculate", input="1"), observation="1")
+    repeated = answered.model_copy(update={"index": 1, "loop": "repeat", "observation": "you already ran this"})
+    invalid = Step(index=2, raw_text="Thought: x\n", error="bad", observation="error: bad")
+    cut = Step(index=3, raw_text="Thought: hal", error="the run's time limit was reached")
+    cut.tokens.sampled = 4
+    s = summarise(
+        "d", "m", "free", [_record(1, [answered, repeated, invalid, cut], None, StopReason.TIME_LIMIT, False, 9)]
+    )
+    assert s.steps == 4 and s.interrupted_steps == 1 and s.valid_step_rate == pytest.approx(2 / 3)
+    assert s.tool_calls == {"calculate": 1} and s.repeated_actions == 1 and s.tokens_sampled == 4
+    # an invalid last step that the model finished is judged even when the time ran out after it
+    s = summarise("d", "m", "free", [_record(1, [answered, invalid], None, StopReason.TIME_LIMIT, False, 9)])
+    assert s.interrupted_steps == 0 and s.valid_step_rate == 0.5
 
 
 def test_reports_hold_the_table_and_a_png(tmp_path: Path) -> None:
@@ -156,7 +227,8 @@ def test_reports_hold_the_table_and_a_png(tmp_path: Path) -> None:
     write_reports(summaries, tmp_path, command="tether eval d.json", elapsed_s=90)
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
-    assert "`tether eval d.json` in 1.5 min" in report and markdown_table(summaries) in report
+    assert "`tether eval d.json` (this invocation: 1.5 min" in report and markdown_table(summaries) in report
+    assert cost_table(summaries) in report and "| d | m | free | none | 0 |" in report
     assert [s["mode"] for s in json.loads((tmp_path / "summary.json").read_text())] == ["free", "constrained"]
 
 

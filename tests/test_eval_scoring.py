@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import string
+from collections import Counter
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tether.evaluation import exact_match, extract_number, normalize_answer, score_answer, token_f1
 
@@ -73,3 +79,49 @@ def test_numeric_scoring_compares_numbers_not_text() -> None:
 def test_text_scoring_gives_em_and_f1() -> None:
     scored = score_answer("Greenwich Village", "Greenwich Village, New York City", numeric=False)
     assert not scored.correct and scored.f1 == pytest.approx(4 / 7)
+
+
+# HotpotQA's official evaluation code (hotpot_evaluate_v1.py), kept verbatim in spirit, as the reference.
+def _official_normalize(s: str) -> str:
+    def remove_articles(text: str) -> str:
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text: str) -> str:
+        return " ".join(text.split())
+
+    def remove_punc(text: str) -> str:
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _official_f1(prediction: str, ground_truth: str) -> float:
+    normalized_prediction = _official_normalize(prediction)
+    normalized_ground_truth = _official_normalize(ground_truth)
+    if normalized_prediction in ["yes", "no", "noanswer"] and normalized_prediction != normalized_ground_truth:
+        return 0.0
+    if normalized_ground_truth in ["yes", "no", "noanswer"] and normalized_prediction != normalized_ground_truth:
+        return 0.0
+    prediction_tokens = normalized_prediction.split()
+    ground_truth_tokens = normalized_ground_truth.split()
+    common = Counter(prediction_tokens) & Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+_ANSWERISH = st.lists(
+    st.sampled_from(["the", "a", "an", "The", "Yes", "no", "Paris", "paris,", "New", "York", "1,000", "-", "'s", "  "]),
+    max_size=6,
+).map(" ".join) | st.text(max_size=20)
+
+
+@given(_ANSWERISH, _ANSWERISH)
+def test_scores_agree_with_the_official_hotpotqa_code(prediction: str, gold: str) -> None:
+    assert normalize_answer(gold) == _official_normalize(gold)
+    assert exact_match(prediction, gold) == (_official_normalize(prediction) == _official_normalize(gold))
+    assert token_f1(prediction, gold) == pytest.approx(_official_f1(prediction, gold))

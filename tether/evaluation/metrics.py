@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from tether.engine.protocol import StopReason
+from tether.engine.protocol import Step, StopReason, Trace
 
 if TYPE_CHECKING:
     from tether.evaluation.runner import Record
 
-__all__ = ["Summary", "percentile", "summarise"]
+__all__ = ["Summary", "generated_steps", "percentile", "summarise"]
 
 
 class Summary(BaseModel):
@@ -23,11 +23,13 @@ class Summary(BaseModel):
     questions: int
     accuracy: float  # exact match (HotpotQA) or number match (arithmetic sets)
     f1: float  # mean token F1 (equal to accuracy for arithmetic sets)
-    steps: int
+    steps: int  # all steps, interrupted ones included (they cost time and tokens too)
+    interrupted_steps: int  # steps the run's time or context limit cut before the model finished them
     valid_step_rate: float  # steps whose text the validator accepts, over all generated steps
     mean_steps: float
     stop_reasons: dict[str, int]
-    tool_calls: dict[str, int]
+    tool_calls: dict[str, int]  # tools actually run (a repeated or token-cut command is not)
+    repeated_actions: int  # steps that repeated an earlier action (the loop detector answered them)
     question_latency_p50_s: float
     question_latency_p95_s: float
     step_latency_p50_s: float
@@ -50,9 +52,25 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
+def generated_steps(trace: Trace) -> list[Step]:
+    """The steps the model finished. A step the run's time or context limit cut off mid-decode (the
+    last one, with neither an action nor an observation) is left out: its text was never complete,
+    so the validator's verdict on it would measure the budget, not the model."""
+    steps = trace.steps
+    if (
+        steps
+        and trace.stop_reason in (StopReason.TIME_LIMIT, StopReason.CONTEXT_LIMIT)
+        and steps[-1].action is None
+        and steps[-1].observation is None
+    ):
+        return steps[:-1]
+    return list(steps)
+
+
 def summarise(dataset: str, model: str, mode: str, records: Sequence[Record]) -> Summary:
     steps = [s for r in records for s in r.trace.steps]
-    actions = [s.action for s in steps if s.action is not None and not s.action.is_answer]
+    generated = [s for r in records for s in generated_steps(r.trace)]
+    ran = [s.action.command for s in steps if s.action is not None and not s.action.is_answer and _tool_ran(s)]
     step_latency = [s.timing.decode_s + s.timing.tool_s for s in steps]
     decode_s = sum(s.timing.decode_s for s in steps)
     decoded = sum(s.tokens.sampled + s.tokens.forced for s in steps)
@@ -65,10 +83,12 @@ def summarise(dataset: str, model: str, mode: str, records: Sequence[Record]) ->
         accuracy=sum(r.score.correct for r in records) / n if n else 0.0,
         f1=sum(r.score.f1 for r in records) / n if n else 0.0,
         steps=len(steps),
-        valid_step_rate=sum(s.valid for s in steps) / len(steps) if steps else 0.0,
+        interrupted_steps=len(steps) - len(generated),
+        valid_step_rate=sum(s.valid for s in generated) / len(generated) if generated else 0.0,
         mean_steps=len(steps) / n if n else 0.0,
         stop_reasons={reason.value: sum(r.trace.stop_reason is reason for r in records) for reason in StopReason},
-        tool_calls=dict(Counter(a.command for a in actions).most_common()),
+        tool_calls=dict(Counter(ran).most_common()),
+        repeated_actions=sum(s.loop is not None for s in steps),
         question_latency_p50_s=percentile([r.trace.elapsed_s for r in records], 50),
         question_latency_p95_s=percentile([r.trace.elapsed_s for r in records], 95),
         step_latency_p50_s=percentile(step_latency, 50),
@@ -79,3 +99,7 @@ def summarise(dataset: str, model: str, mode: str, records: Sequence[Record]) ->
         prompt_tokens_evaluated=sum(s.tokens.prompt_evaluated for s in steps),
         tokens_per_second=decoded / decode_s if decode_s else 0.0,
     )
+
+
+def _tool_ran(step: Step) -> bool:
+    return step.loop is None and not step.truncated

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tether.evaluation.metrics import Summary
 
-__all__ = ["markdown_table", "write_chart", "write_reports"]
+__all__ = ["cost_table", "markdown_table", "write_chart", "write_reports"]
 
 _COLUMNS = (
     "dataset",
@@ -18,19 +18,32 @@ _COLUMNS = (
     "accuracy",
     "F1",
     "valid steps",
-    "answer / limit / loop / time",
+    "answer / limit / loop / time / ctx",
     "steps/q",
     "p50 s/q",
     "p95 s/q",
     "tok/s",
 )
+_COST_COLUMNS = (
+    "dataset",
+    "model",
+    "mode",
+    "tool calls",
+    "repeats",
+    "p50 s/step",
+    "p95 s/step",
+    "sampled",
+    "forced",
+    "prompt evaluated / total",
+)
 
 
 def markdown_table(summaries: Sequence[Summary]) -> str:
-    rows = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
+    """The results table: outcomes, accuracy, validity and speed per dataset x model x mode."""
+    rows = [_header(_COLUMNS)]
     for s in summaries:
         stops = s.stop_reasons
-        ends = f"{stops['answer']} / {stops['step_limit']} / {stops['loop']} / {stops['time_limit']}"
+        ends = " / ".join(str(stops.get(k, 0)) for k in ("answer", "step_limit", "loop", "time_limit", "context_limit"))
         cells = [
             s.dataset,
             s.model,
@@ -49,6 +62,31 @@ def markdown_table(summaries: Sequence[Summary]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def cost_table(summaries: Sequence[Summary]) -> str:
+    """Where the time and tokens went: tool calls by tool, step latency, tokens sampled vs forced."""
+    rows = [_header(_COST_COLUMNS)]
+    for s in summaries:
+        calls = ", ".join(f"{name} {n}" for name, n in s.tool_calls.items()) or "none"
+        cells = [
+            s.dataset,
+            s.model,
+            s.mode,
+            calls,
+            str(s.repeated_actions),
+            f"{s.step_latency_p50_s:.2f}",
+            f"{s.step_latency_p95_s:.2f}",
+            str(s.tokens_sampled),
+            str(s.tokens_forced),
+            f"{s.prompt_tokens_evaluated} / {s.prompt_tokens}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _header(columns: Sequence[str]) -> str:
+    return "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+
+
 def write_reports(
     summaries: Sequence[Summary], out: Path, *, command: str = "", elapsed_s: float | None = None
 ) -> None:
@@ -58,12 +96,23 @@ def write_reports(
     )
     lines = ["# tether eval", ""]
     if command:
-        lines += [f"Produced by `{command}`" + (f" in {elapsed_s / 60:.1f} min." if elapsed_s else "."), ""]
+        took = (
+            f" (this invocation: {elapsed_s / 60:.1f} min; a resumed run reuses earlier records)" if elapsed_s else ""
+        )
+        lines += [f"Produced by `{command}`{took}.", ""]
     lines += [
         "accuracy: exact match (HotpotQA) or the same final number (GSM8K, SVAMP); F1: HotpotQA token F1; "
-        "valid steps: steps the Lark validator accepts over all generated steps; s/q: seconds per question.",
+        "valid steps: steps the Lark validator accepts over all generated steps (a step cut off by the time "
+        "limit is not counted); answer / limit / loop / time / ctx: how the runs ended; s/q: seconds per question; "
+        "tok/s: tokens decoded (sampled + forced) per second of decoding.",
         "",
         markdown_table(summaries),
+        "## Costs",
+        "",
+        "tool calls: tools actually run; repeats: repeated actions answered by the loop detector instead; "
+        "forced: tokens the grammar allowed only one way, appended without sampling.",
+        "",
+        cost_table(summaries),
         "![accuracy and valid-step rate](chart.png)",
         "",
     ]

@@ -22,7 +22,16 @@ from tether.evaluation.metrics import Summary, summarise
 from tether.evaluation.scoring import Score, score_answer
 from tether.tools import ToolRegistry, resolve_tools
 
-__all__ = ["EvalConfig", "Record", "model_label", "read_records", "run_eval"]
+__all__ = [
+    "EvalConfig",
+    "Record",
+    "evaluate_question",
+    "model_label",
+    "pending_count",
+    "read_records",
+    "results_path",
+    "run_eval",
+]
 
 BackendLoader = Callable[[str], Backend]
 
@@ -45,10 +54,11 @@ class EvalConfig(BaseModel):
     out: Path = Path("eval-results")
 
     def settings(self) -> dict[str, object]:
-        """What must match for a resumed run to add to the same results (models and modes may grow)."""
+        """What must match for a resumed run to add to the same results. Models, modes, datasets and
+        --limit may change: they choose which records exist, not what a record holds."""
         return self.model_dump(
             mode="json",
-            include={"format", "limit", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style"},
+            include={"format", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style"},
         )
 
 
@@ -86,6 +96,9 @@ def read_records(path: Path) -> dict[str, Record]:
                     f.truncate(offset)
                 break
             raise ConfigError(f"{path}, line {n}: not a result record; move the file away to start over") from None
+        if not line.endswith(b"\n"):  # whole record, killed before its newline: end the line before appending
+            with path.open("ab") as f:
+                f.write(b"\n")
         records[record.id] = record
         offset += len(line)
     return records
@@ -103,6 +116,11 @@ def run_eval(
     datasets = [load_dataset(p, config.format) for p in config.datasets]
     if len({d.name for d in datasets}) != len(datasets):
         raise ConfigError("two datasets share a file name; rename one so their results do not mix")
+    if load_backend is None:  # a misspelt or uninstalled model fails now, not hours into the run
+        from tether.models import resolve_model
+
+        for model in config.models:
+            resolve_model(model)
     loader = load_backend or _load_llama_backend
     summaries = []
     for model in config.models:
@@ -119,7 +137,7 @@ def run_eval(
                     path.parent.mkdir(parents=True, exist_ok=True)
                     with path.open("a", encoding="utf-8") as sink:
                         for question in pending:
-                            record = _evaluate(agent, question, model_label(model), mode)
+                            record = evaluate_question(agent, question, model_label(model), mode)
                             sink.write(record.model_dump_json() + "\n")
                             sink.flush()
                             done[record.id] = record
@@ -146,7 +164,9 @@ def results_path(out: Path, dataset: Dataset, model: str, mode: Mode) -> Path:
     return out / dataset.name / f"{model_label(model)}.{mode.value}.jsonl"
 
 
-def _evaluate(agent: Agent, question: Question, model: str, mode: Mode) -> Record:
+def evaluate_question(agent: Agent, question: Question, model: str, mode: Mode) -> Record:
+    """One question, run and scored. Records depend on nothing else and are keyed by question id, so
+    questions can be run in any order, or concurrently with one agent (and backend) per worker."""
     trace = agent.run(question.question)
     score = score_answer(trace.answer, question.answer, numeric=question.numeric)
     return Record(
