@@ -31,6 +31,7 @@ from tether.tools.base import Tool
 
 __all__ = [
     "FakeServer",
+    "HangUpServer",
     "Reply",
     "Request",
     "SilentServer",
@@ -47,6 +48,7 @@ class Request:
     path: str
     params: dict[str, str]
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            params.update(parse_qsl(self.rfile.read(length).decode("utf-8", "replace"), keep_blank_values=True))
-        request = Request(self.command, split.path, params, {k.lower(): v for k, v in self.headers.items()})
+        body = self.rfile.read(length) if length else b""
+        if body and not body.startswith((b"{", b"[")):
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        request = Request(self.command, split.path, params, {k.lower(): v for k, v in self.headers.items()}, body)
         owner = self.server.owner
         owner.requests.append(request)
         reply = owner.override or owner.respond(request)
@@ -167,6 +170,39 @@ class SilentServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._sock.close()
+
+
+class HangUpServer:
+    """Accepts each connection on 127.0.0.1 and closes it at once, before any answer."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    def __enter__(self) -> HangUpServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
         self._sock.close()
 
 

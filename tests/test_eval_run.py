@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_cli import run
 
 from tether import ScriptedBackend
+from tether.engine.backends.base import ForcedText, Sampling, StreamStats
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.errors import ConfigError
 from tether.evaluation import EvalConfig, Record, Score, run_eval, summarise
@@ -33,26 +35,41 @@ class KilledAfter(Exception):
     """Stands in for the process being killed mid-run."""
 
 
+class KillableBackend(ScriptedBackend):
+    """The scripted fake model, killed (KilledAfter) once it has streamed `kill_after` steps."""
+
+    def __init__(self, *outputs: str, kill_after: int | None) -> None:
+        super().__init__(*outputs)
+        self.kill_after = kill_after
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None = None,
+    ) -> Iterator[str]:
+        if self.kill_after is not None:
+            if self.kill_after == 0:
+                raise KilledAfter
+            self.kill_after -= 1
+        return super().stream(
+            prompt, grammar=grammar, max_tokens=max_tokens, sampling=sampling, stats=stats, forced=forced
+        )
+
+
 class ScriptedLoader:
-    """Hands out one scripted fake backend per model; `kill_after` stops the run after that many streams."""
+    """Hands out the scripted fake backend for every model, and records which models were loaded."""
 
     def __init__(self, outputs: list[str], kill_after: int | None = None) -> None:
-        self.backend = ScriptedBackend(*outputs)
-        self.kill_after = kill_after
+        self.backend = KillableBackend(*outputs, kill_after=kill_after)
         self.loaded: list[str] = []
 
     def __call__(self, model: str) -> ScriptedBackend:
         self.loaded.append(model)
-        if self.kill_after is not None:
-            original, budget = self.backend.stream, [self.kill_after]
-
-            def stream(*args: object, **kwargs: object) -> object:
-                if budget[0] == 0:
-                    raise KilledAfter
-                budget[0] -= 1
-                return original(*args, **kwargs)  # type: ignore[arg-type]
-
-            self.backend.stream = stream  # type: ignore[method-assign]
         return self.backend
 
 
@@ -64,7 +81,7 @@ def config(tmp_path: Path, **kw: object) -> EvalConfig:
         "out": tmp_path / "out",
     }
     settings.update(kw)
-    return EvalConfig(**settings)  # type: ignore[arg-type]
+    return EvalConfig.model_validate(settings)
 
 
 def test_records_are_scored_and_summarised(tmp_path: Path) -> None:
@@ -145,6 +162,11 @@ def test_an_unknown_model_fails_before_any_question_runs(tmp_path: Path) -> None
     assert not (tmp_path / "out" / "arith").exists()
 
 
+def test_two_models_with_one_name_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="two models share the name"):
+        run_eval(config(tmp_path, models=("a/m.gguf", "b/m.gguf")), load_backend=ScriptedLoader([]))
+
+
 def test_a_malformed_dataset_line_is_named_by_the_cli(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "a?", "answer": 1}\n{"question": "b?", "answer": \n', encoding="utf-8")
@@ -219,6 +241,11 @@ def test_a_step_cut_by_the_time_limit_is_not_judged_but_is_counted() -> None:
     # an invalid last step that the model finished is judged even when the time ran out after it
     s = summarise("d", "m", "free", [_record(1, [answered, invalid], None, StopReason.TIME_LIMIT, False, 9)])
     assert s.interrupted_steps == 0 and s.valid_step_rate == 0.5
+    # a prompt that outgrew the context: the empty step is not judged, the run counts under "other"
+    overflow = Step(index=1, raw_text="", error="context full")
+    s = summarise("d", "m", "free", [_record(1, [answered, overflow], None, StopReason.CONTEXT_LIMIT, False, 9)])
+    assert s.interrupted_steps == 1 and s.valid_step_rate == 1.0 and s.stop_reasons["context_limit"] == 1
+    assert "| 0 / 0 / 0 / 0 / 1 |" in markdown_table([s])
 
 
 def test_reports_hold_the_table_and_a_png(tmp_path: Path) -> None:
@@ -255,15 +282,34 @@ def test_tether_eval_end_to_end_on_smollm2(capsys: pytest.CaptureFixture[str], t
     ]
     hotpot.write_text(json.dumps(items), encoding="utf-8")
     out = tmp_path / "out"
-    code, stdout, _ = run(capsys, "eval", str(svamp_file(tmp_path)), str(hotpot), "--out", str(out), "--max-steps", "3")
+    argv = ["eval", str(svamp_file(tmp_path)), str(hotpot), "--out", str(out), "--max-steps", "3"]
+    code, stdout, _ = run(capsys, *argv, "--max-step-tokens", "96")
     assert code == 0 and "| arith | smollm2-135m | constrained | 3 |" in stdout
-    summaries = {(s["dataset"], s["mode"]): s for s in json.loads((out / "summary.json").read_text())}
+    written = json.loads((out / "summary.json").read_text())
+    summaries = {(s["dataset"], s["mode"]): s for s in written}
     assert set(summaries) == {(d, m) for d in ("arith", "hotpot") for m in ("constrained", "free")}
     assert all(s["questions"] == 3 for s in summaries.values())
     assert summaries[("arith", "constrained")]["valid_step_rate"] == 1.0
     assert summaries[("hotpot", "constrained")]["valid_step_rate"] == 1.0
     assert summaries[("hotpot", "constrained")]["tool_calls"].keys() <= {"wikipedia", "lookup"}
-    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG" and (out / "hotpot" / "kb.sqlite").is_file()
-    for mode in ("constrained", "free"):
-        lines = (out / "arith" / f"smollm2-135m.{mode}.jsonl").read_text().splitlines()
-        assert [Record.model_validate_json(line).id for line in lines] == ["line-1", "line-2", "line-3"]
+    assert summaries[("arith", "constrained")]["tool_calls"].keys() <= {"calculate"}
+    for (dataset, mode), summary in summaries.items():  # the summary is exactly what the records say
+        lines = (out / dataset / f"smollm2-135m.{mode}.jsonl").read_text().splitlines()
+        records = [Record.model_validate_json(line) for line in lines]
+        assert sorted(r.id for r in records) == (
+            ["line-1", "line-2", "line-3"] if dataset == "arith" else ["h0", "h1", "h2"]
+        )
+        assert all(r.trace.mode.value == mode and r.trace.stop_reason is not None for r in records)
+        assert summarise(dataset, "smollm2-135m", mode, records).model_dump() == summary
+    import matplotlib.image
+
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.image.imread(out / "chart.png").ndim == 3  # decodes as an image, not just a header
+    assert (out / "hotpot" / "kb.sqlite").is_file() and "| hotpot | smollm2-135m | free | 3 |" in (
+        out / "report.md"
+    ).read_text()
+    # run again: everything is already there, so nothing is re-run and the summary is the same
+    sizes = {p: p.stat().st_size for p in out.rglob("*.jsonl")}
+    code, _, _ = run(capsys, *argv, "--max-step-tokens", "96")
+    assert code == 0 and {p: p.stat().st_size for p in out.rglob("*.jsonl")} == sizes
+    assert json.loads((out / "summary.json").read_text()) == written

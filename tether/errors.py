@@ -4,6 +4,7 @@ TetherError
 ├── ModelError            the model's fault: becomes an observation, the run goes on
 │   ├── ParseError        a step's text does not match the step grammar
 │   └── ToolInputError    the input does not fit the tool's typed input
+├── BackendError          the model server failed past its retries: ends the run (stop reason backend_error)
 ├── ToolError             a tool failed or timed out: becomes an observation
 │   └── ToolTimeout
 └── ConfigError           the embedder's fault: raised at once, before a run starts
@@ -16,6 +17,7 @@ TetherError
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "ConfigError",
     "ContextOverflow",
     "DatasetError",
@@ -51,6 +53,10 @@ class ParseError(ModelError):
 
 class ToolInputError(ModelError):
     """A syntactically valid input that the tool's typed input refuses."""
+
+
+class BackendError(TetherError):
+    """A model server that stays unreachable or answers nonsense; the run ends, its steps kept."""
 
 
 class ToolError(TetherError):

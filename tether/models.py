@@ -34,10 +34,10 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Path:
     if name is None or name == model_zoo.DEFAULT_NAME:
         return default_model_path()
     if name in model_zoo.MODELS:
-        path = model_zoo.cached_path(name)
-        if not path.is_file():
+        path = model_zoo.installed_path(name)
+        if path is None:
             raise ModelLoadError(f"model {name!r} is not installed; run: tether models install {name}")
-        return path
+        return check_model_file(path)
     if not Path(name).exists() and not name.endswith(".gguf") and os.sep not in name:
         model_zoo.spec(name)  # a bare word that names no model: say which names exist
     return check_model_file(name)

@@ -3,6 +3,7 @@ append the observation, and repeat until an answer, the step limit, a loop, or t
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -23,7 +24,7 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, Trace
-from tether.errors import ConfigError, ContextOverflow, ModelError, TetherError, ToolTimeout
+from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, TetherError, ToolTimeout
 from tether.tools.base import Tool, ToolRegistry
 
 __all__ = ["Agent", "Limits"]
@@ -90,6 +91,12 @@ class Agent:
             if isinstance(event, RunFinished):
                 return event.trace
         raise AssertionError("iter_run ended without RunFinished")  # pragma: no cover
+
+    async def arun(self, question: str, on_event: Callable[[Event], None] | None = None) -> Trace:
+        """`run` for asyncio code: the run goes to a worker thread, so many can share one event loop.
+        Runs at once need a backend that serves them at once (a server); an in-process llama.cpp
+        model decodes one stream at a time, so give each concurrent run its own LlamaCppBackend."""
+        return await asyncio.to_thread(self.run, question, on_event)
 
     def iter_run(self, question: str) -> Iterator[Event]:
         """The run as events; the last one is always RunFinished with the Trace."""
@@ -167,6 +174,9 @@ class _Run:
         except ContextOverflow as exc:
             self.trace.stop_reason = StopReason.CONTEXT_LIMIT
             return Step(index=index, raw_text="", restriction=restriction, error=str(exc))
+        except BackendError as exc:
+            self.trace.stop_reason = StopReason.BACKEND_ERROR
+            return Step(index=index, raw_text="", restriction=restriction, error=str(exc))
         try:
             for piece in stream:
                 done, piece = _cut_after_two_lines("".join(pieces), piece)
@@ -199,6 +209,8 @@ class _Run:
             step.action = grammar.parse(text if text.endswith("\n") else text + "\n")
         except ModelError as exc:
             step.error = str(exc)
+            if constrained and not step.truncated:
+                self.trace.grammar_ignored = True
             step.observation = sanitise_observation(f"error: {exc}. Write a Thought line, then one command line.")
         return step
 

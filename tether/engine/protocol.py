@@ -48,6 +48,7 @@ class StopReason(str, Enum):
     LOOP = "loop"  # repeated actions narrowed the grammar to `answer:` (or, unconstrained, ended it)
     TIME_LIMIT = "time_limit"  # the run's wall-clock budget ran out
     CONTEXT_LIMIT = "context_limit"  # the transcript outgrew the model's context window
+    BACKEND_ERROR = "backend_error"  # the model server failed past its retries (the step's error says how)
 
 
 class Mode(str, Enum):
@@ -106,6 +107,9 @@ class Trace(BaseModel):
     answer: str | None = None
     stop_reason: StopReason | None = None
     elapsed_s: float = 0.0
+    # Constrained, yet a step failed validation for a reason other than the token budget: the backend
+    # (a server) ignored the grammar. Such steps were handled as in free mode: an error observation each.
+    grammar_ignored: bool = False
 
     @property
     def valid_steps(self) -> int:

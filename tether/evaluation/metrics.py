@@ -24,7 +24,7 @@ class Summary(BaseModel):
     accuracy: float  # exact match (HotpotQA) or number match (arithmetic sets)
     f1: float  # mean token F1 (equal to accuracy for arithmetic sets)
     steps: int  # all steps, interrupted ones included (they cost time and tokens too)
-    interrupted_steps: int  # steps the run's time or context limit cut before the model finished them
+    interrupted_steps: int  # steps cut by the time or context limit or a server failure before the model finished
     valid_step_rate: float  # steps whose text the validator accepts, over all generated steps
     mean_steps: float
     stop_reasons: dict[str, int]
@@ -38,7 +38,9 @@ class Summary(BaseModel):
     tokens_forced: int
     prompt_tokens: int
     prompt_tokens_evaluated: int
-    tokens_per_second: float  # tokens decoded (sampled + forced) per second of decoding
+    tokens_per_second: (
+        float  # tokens decoded (sampled + forced) per second of step decoding, prompt evaluation included
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -52,14 +54,19 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
 
 
+_MODEL_ENDED = (StopReason.ANSWER, StopReason.STEP_LIMIT, StopReason.LOOP)
+
+
 def generated_steps(trace: Trace) -> list[Step]:
-    """The steps the model finished. A step the run's time or context limit cut off mid-decode (the
-    last one, with neither an action nor an observation) is left out: its text was never complete,
-    so the validator's verdict on it would measure the budget, not the model."""
+    """The steps the model finished. A step that the run's budget or its backend cut off (the last
+    one of a run ended by the time or context limit or a server failure, with neither an action nor
+    an observation) is left out: its text was never complete, so the validator's verdict on it would
+    measure the budget, not the model."""
     steps = trace.steps
     if (
         steps
-        and trace.stop_reason in (StopReason.TIME_LIMIT, StopReason.CONTEXT_LIMIT)
+        and trace.stop_reason is not None
+        and trace.stop_reason not in _MODEL_ENDED
         and steps[-1].action is None
         and steps[-1].observation is None
     ):

@@ -18,7 +18,7 @@ _COLUMNS = (
     "accuracy",
     "F1",
     "valid steps",
-    "answer / limit / loop / time / ctx",
+    "answer / limit / loop / time / other",
     "steps/q",
     "p50 s/q",
     "p95 s/q",
@@ -43,7 +43,8 @@ def markdown_table(summaries: Sequence[Summary]) -> str:
     rows = [_header(_COLUMNS)]
     for s in summaries:
         stops = s.stop_reasons
-        ends = " / ".join(str(stops.get(k, 0)) for k in ("answer", "step_limit", "loop", "time_limit", "context_limit"))
+        counted = [stops.get(k, 0) for k in ("answer", "step_limit", "loop", "time_limit")]
+        ends = " / ".join(str(n) for n in [*counted, s.questions - sum(counted)])
         cells = [
             s.dataset,
             s.model,
@@ -103,8 +104,9 @@ def write_reports(
     lines += [
         "accuracy: exact match (HotpotQA) or the same final number (GSM8K, SVAMP); F1: HotpotQA token F1; "
         "valid steps: steps the Lark validator accepts over all generated steps (a step cut off by the time "
-        "limit is not counted); answer / limit / loop / time / ctx: how the runs ended; s/q: seconds per question; "
-        "tok/s: tokens decoded (sampled + forced) per second of decoding.",
+        "limit is not counted); answer / limit / loop / time / other: how the runs ended (other: the context "
+        "limit or a server failure, itemised in summary.json); s/q: seconds per question; "
+        "tok/s: tokens decoded (sampled + forced) per second of step decoding, prompt evaluation included.",
         "",
         markdown_table(summaries),
         "## Costs",

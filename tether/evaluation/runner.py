@@ -116,6 +116,9 @@ def run_eval(
     datasets = [load_dataset(p, config.format) for p in config.datasets]
     if len({d.name for d in datasets}) != len(datasets):
         raise ConfigError("two datasets share a file name; rename one so their results do not mix")
+    labels = [model_label(m) for m in config.models]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"two models share the name {labels}; rename a file so their results do not mix")
     if load_backend is None:  # a misspelt or uninstalled model fails now, not hours into the run
         from tether.models import resolve_model
 

@@ -1,0 +1,241 @@
+"""The OpenAI-compatible server backend: the grammar in every request, retries, the documented
+stop on failure, detection of a server that ignores the grammar, and async runs.
+
+Fake servers on 127.0.0.1 (tests/fakeservers.py) play the misbehaving engines; the `model` tests
+start the real `python -m llama_cpp.server` with SmolLM2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from fakeservers import FakeServer, HangUpServer, Reply, Request, SilentServer, json_reply, refused_port
+
+from tether import Agent, Limits, Mode, StopReason, Trace
+from tether.engine.backends.openai_server import OpenAIServerBackend
+from tether.errors import ConfigError
+from tether.models import default_model_path
+from tether.tools import resolve_tools
+
+QUESTIONS = ["What is 6 * 7?", "What is 120 / 8?", "What is 2 ** 10?", "What is 15 + 27?"]
+
+
+def completion(text: str, prompt_tokens: int = 50, completion_tokens: int = 12) -> Reply:
+    return json_reply(
+        {
+            "choices": [{"text": text, "index": 0, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        }
+    )
+
+
+def body(request: Request) -> dict[str, object]:
+    parsed: dict[str, object] = json.loads(request.body)
+    return parsed
+
+
+def calculator_server(request: Request) -> Reply:
+    """A fake engine that follows the protocol: calculate the question's expression, then answer."""
+    prompt = str(body(request)["prompt"])
+    question = prompt.rsplit("Question: ", 1)[1].split("\n", 1)[0]
+    expression = question.removeprefix("What is ").removesuffix("?")
+    if "\nObservation: " in prompt.rsplit("Question: ", 1)[1]:
+        result = prompt.rsplit("Observation: ", 1)[1].split("\n", 1)[0]
+        return completion(f"Thought: I have it.\nanswer: {result}\n")
+    return completion(f"Thought: I compute it.\ncalculate: {expression}\n")
+
+
+def agent(url: str, mode: Mode = Mode.CONSTRAINED, **backend: object) -> Agent:
+    settings: dict[str, object] = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.01}
+    settings.update(backend)
+    server = OpenAIServerBackend(url, **settings)  # type: ignore[arg-type]
+    return Agent(server, resolve_tools(["calculate"]), limits=Limits(max_steps=4), mode=mode)
+
+
+def test_the_grammar_travels_in_llama_cpps_field() -> None:
+    with FakeServer(calculator_server) as server:
+        trace = agent(server.url).run("What is 6 * 7?")
+    assert trace.answer == "42" and trace.stop_reason is StopReason.ANSWER and not trace.grammar_ignored
+    first, second = (body(r) for r in server.requests)
+    assert server.requests[0].path == "/v1/completions"
+    assert isinstance(first["grammar"], str) and '"calculate: "' in first["grammar"]
+    assert '"answer: "' not in first["grammar"] and '"answer: "' in str(second["grammar"])  # act first
+    assert first["temperature"] == 0.0 and first["seed"] == 0 and "structured_outputs" not in first
+    assert trace.steps[0].tokens.prompt == 50 and trace.steps[0].tokens.sampled == 12
+
+
+def test_vllm_gets_the_grammar_as_structured_outputs_and_free_mode_sends_none() -> None:
+    with FakeServer(calculator_server) as server:
+        agent(server.url, kind="vllm", model="Qwen/Qwen2.5-Coder-1.5B-Instruct").run("What is 6 * 7?")
+        sent = body(server.requests[0])
+        assert "grammar" not in sent and '"calculate: "' in sent["structured_outputs"]["grammar"]  # type: ignore[index]
+        assert sent["model"] == "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+        server.reset()
+        agent(server.url, Mode.FREE).run("What is 6 * 7?")
+        free = body(server.requests[0])
+        assert "grammar" not in free and "structured_outputs" not in free and "\nObservation:" in free["stop"]  # type: ignore[operator]
+
+
+def test_the_api_key_is_sent_as_a_bearer_token() -> None:
+    with FakeServer(calculator_server) as server:
+        agent(server.url, api_key="s3cret").run("What is 1 + 1?")
+    assert server.requests[0].headers["authorization"] == "Bearer s3cret"
+
+
+def test_a_server_that_ignores_the_grammar_is_flagged_and_handled_as_free_mode() -> None:
+    with FakeServer(lambda _: completion("Sure! The answer is 42, obviously.")) as server:
+        trace = agent(server.url).run("What is 6 * 7?")
+    assert trace.grammar_ignored and trace.answer is None and trace.stop_reason is StopReason.STEP_LIMIT
+    assert len(trace.steps) == 4 and all(s.action is None and s.error for s in trace.steps)
+    assert all((s.observation or "").startswith("error: invalid step") for s in trace.steps)
+
+
+def test_http_500s_are_retried_then_end_the_run_keeping_its_steps() -> None:
+    calls = {"n": 0}
+
+    def failing_after_one_step(request: Request) -> Reply:
+        calls["n"] += 1
+        return calculator_server(request) if calls["n"] == 1 else Reply(500, b"oops")
+
+    with FakeServer(failing_after_one_step) as server:
+        trace = agent(server.url).run("What is 6 * 7?")
+    assert len(server.requests) == 1 + 3  # one good step, then the first try and two retries
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and trace.answer is None
+    assert trace.steps[0].observation == "42"
+    assert "failed after 3 attempts: HTTP 500" in (trace.steps[1].error or "")
+    assert Trace.model_validate_json(trace.model_dump_json()) == trace
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(400, b'{"error": "bad grammar"}'), "refused the request: HTTP 400"),
+        (Reply(200, b"<html>not json</html>"), "not JSON"),
+        (json_reply({"choices": []}), "no choices[0].text"),
+    ],
+)
+def test_refusals_and_malformed_replies_are_not_retried(reply: Reply, message: str) -> None:
+    with FakeServer(lambda _: reply) as server:
+        trace = agent(server.url).run("What is 6 * 7?")
+    assert len(server.requests) == 1
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and message in (trace.steps[0].error or "")
+
+
+def test_a_server_that_never_answers_times_out() -> None:
+    began = time.monotonic()
+    with SilentServer() as server:
+        trace = agent(server.url, timeout_s=0.2, retries=1).run("What is 6 * 7?")
+    assert time.monotonic() - began < 5
+    assert trace.stop_reason is StopReason.BACKEND_ERROR
+    assert "failed after 2 attempts: no reply within 0.2 s" in (trace.steps[0].error or "")
+
+
+def test_a_server_that_hangs_up_or_refuses_ends_the_run() -> None:
+    with HangUpServer() as server:
+        hung_up = agent(server.url).run("What is 6 * 7?")
+    with refused_port() as port:
+        refused = agent(f"http://127.0.0.1:{port}").run("What is 6 * 7?")
+    for trace in (hung_up, refused):
+        assert trace.stop_reason is StopReason.BACKEND_ERROR
+        assert "connection failed" in (trace.steps[0].error or "")
+
+
+def test_bad_settings_are_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match="http"):
+        OpenAIServerBackend("localhost:8080")
+    with pytest.raises(ConfigError, match="server kind"):
+        OpenAIServerBackend("http://x", kind="sglang")  # type: ignore[arg-type]
+
+
+def test_async_runs_at_once_match_sequential_runs() -> None:
+    with FakeServer(calculator_server) as server:
+        shared = agent(server.url)
+        sequential = [shared.run(q) for q in QUESTIONS]
+
+        async def all_at_once() -> list[Trace]:
+            return await asyncio.gather(*(shared.arun(q) for q in QUESTIONS))
+
+        concurrent = asyncio.run(all_at_once())
+    assert [t.answer for t in concurrent] == [t.answer for t in sequential] == ["42", "15.0", "1024", "42"]
+    assert [[s.raw_text for s in t.steps] for t in concurrent] == [[s.raw_text for s in t.steps] for t in sequential]
+
+
+# ---------------------------------------------------------------- the real llama_cpp.server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`python -m llama_cpp.server` with SmolLM2 on 127.0.0.1, for this module's tests."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs the llama-cpp-python[server] extra")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
+        "--port", str(port), "--n_ctx", "4096", "--n_threads", str(min(2, os.cpu_count() or 1)), "--verbose", "False",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if requests.get(f"{url}/v1/models", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start: {Path(log).read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.model
+def test_runs_through_the_real_server_produce_only_valid_steps(llama_server: str) -> None:
+    runner = agent(llama_server, timeout_s=60.0)
+    traces = [runner.run(q) for q in QUESTIONS[:3]]
+    for trace in traces:
+        assert not trace.grammar_ignored and trace.stop_reason in (
+            StopReason.ANSWER,
+            StopReason.STEP_LIMIT,
+            StopReason.LOOP,
+        )
+        assert trace.answer and trace.steps
+        assert all(s.action is not None and s.action.to_text() == s.raw_text for s in trace.steps)
+    assert traces[0].steps[0].action is not None and traces[0].steps[0].action.command == "calculate"
+
+
+@pytest.mark.model
+def test_four_at_once_through_the_real_server_match_a_sequential_run(llama_server: str) -> None:
+    runner = agent(llama_server, timeout_s=120.0)
+    sequential = [runner.run(q) for q in QUESTIONS]
+
+    async def all_at_once() -> list[Trace]:
+        return await asyncio.gather(*(runner.arun(q) for q in QUESTIONS))
+
+    concurrent = asyncio.run(all_at_once())
+    assert [t.answer for t in concurrent] == [t.answer for t in sequential]
+    assert [[s.raw_text for s in t.steps] for t in concurrent] == [[s.raw_text for s in t.steps] for t in sequential]
