@@ -2,7 +2,7 @@
 
 from tether.evaluation.datasets import Dataset, Question, load_dataset
 from tether.evaluation.metrics import Summary, summarise
-from tether.evaluation.runner import EvalConfig, Record, run_eval
+from tether.evaluation.runner import EvalConfig, Record, evaluate_question, run_eval
 from tether.evaluation.scoring import Score, exact_match, extract_number, normalize_answer, score_answer, token_f1
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Record",
     "Score",
     "Summary",
+    "evaluate_question",
     "exact_match",
     "extract_number",
     "load_dataset",
