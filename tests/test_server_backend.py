@@ -188,6 +188,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
         "--port", str(port), "--n_ctx", "4096", "--n_threads", str(min(2, os.cpu_count() or 1)), "--verbose", "False",
+        "--n_batch", "1", "--n_ubatch", "1",  # token by token: logits then do not depend on which prefix was cached
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
@@ -239,3 +240,27 @@ def test_four_at_once_through_the_real_server_match_a_sequential_run(llama_serve
     concurrent = asyncio.run(all_at_once())
     assert [t.answer for t in concurrent] == [t.answer for t in sequential]
     assert [[s.raw_text for s in t.steps] for t in concurrent] == [[s.raw_text for s in t.steps] for t in sequential]
+
+
+def test_tether_ask_runs_against_a_server_with_the_key_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_cli import run
+
+    monkeypatch.setenv("MY_KEY", "k-123")
+    with FakeServer(calculator_server) as server:
+        code, out, _ = run(
+            capsys,
+            "ask",
+            "What is 6 * 7?",
+            "--server",
+            server.url,
+            "--api-key-env",
+            "MY_KEY",
+            "--model",
+            "m1",
+            "--json",
+        )
+    trace = json.loads(out)
+    assert code == 0 and trace["answer"] == "42" and trace["model"] == f"m1@{server.url}"
+    assert server.requests[0].headers["authorization"] == "Bearer k-123" and body(server.requests[0])["model"] == "m1"

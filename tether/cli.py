@@ -40,7 +40,9 @@ def cli() -> None:
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
-@click.option("--server", help="an OpenAI-compatible server's base URL, instead of a local model")
+@click.option(
+    "--server", help="an OpenAI-compatible server's base URL instead of a local model (--model: its model name)"
+)
 @click.option("--server-kind", type=click.Choice(["llama-cpp", "vllm"]), default="llama-cpp", show_default=True)
 @click.option(
     "--api-key-env",
@@ -78,9 +80,14 @@ def ask(
     tools = resolve_tools(_tool_names(tool_names), kb=kb)
     backend: Backend
     if server is not None:
-        if model_path is not None:
-            raise click.UsageError("--server and --model exclude each other: the server already has its model")
-        backend = OpenAIServerBackend(server, kind=server_kind, api_key=os.environ.get(api_key_env))
+        # with a server, --model names the model it serves (vLLM wants it in every request)
+        backend = OpenAIServerBackend(
+            server,
+            kind=server_kind,
+            model=model_path,
+            api_key=os.environ.get(api_key_env),
+            timeout_s=min(120.0, time_limit),
+        )
     else:
         backend = load_backend(model_path)
     agent = Agent(
