@@ -264,3 +264,62 @@ def test_tether_ask_runs_against_a_server_with_the_key_from_the_environment(
     trace = json.loads(out)
     assert code == 0 and trace["answer"] == "42" and trace["model"] == f"m1@{server.url}"
     assert server.requests[0].headers["authorization"] == "Bearer k-123" and body(server.requests[0])["model"] == "m1"
+
+
+def _eval_records(out: Path) -> dict[str, tuple[str | None, list[str]]]:
+    from tether.evaluation import Record
+
+    (path,) = out.glob("*/*.jsonl")
+    records = [Record.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return {r.id: (r.trace.answer, [s.raw_text for s in r.trace.steps]) for r in records}
+
+
+def _questions_file(tmp_path: Path) -> Path:
+    path = tmp_path / "arith.jsonl"
+    answers = [42, 15, 1024, 42]
+    path.write_text(
+        "".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in zip(QUESTIONS, answers, strict=True))
+    )
+    return path
+
+
+def _eval(capsys: pytest.CaptureFixture[str], data: Path, url: str, out: Path, concurrency: int) -> int:
+    from test_cli import run
+
+    code, _, err = run(
+        capsys, "eval", str(data), "--server", url, "--model", "served", "--mode", "constrained",
+        "--max-steps", "4", "--concurrency", str(concurrency), "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    return code
+
+
+def test_eval_at_concurrency_four_gives_the_records_of_a_sequential_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = _questions_file(tmp_path)
+    with FakeServer(calculator_server) as server:
+        _eval(capsys, data, server.url, tmp_path / "one", 1)
+        _eval(capsys, data, server.url, tmp_path / "four", 4)
+    sequential, concurrent = _eval_records(tmp_path / "one"), _eval_records(tmp_path / "four")
+    assert concurrent == sequential and len(sequential) == 4
+    assert [answer for answer, _ in sequential.values()] == ["42", "15.0", "1024", "42"]
+
+
+def test_eval_concurrency_without_a_server_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from test_cli import run
+
+    code, _, err = run(
+        capsys, "eval", str(_questions_file(tmp_path)), "--concurrency", "2", "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and err.startswith("error: --concurrency needs --server") and err.count("\n") == 1
+
+
+@pytest.mark.model
+def test_eval_at_concurrency_four_through_the_real_server_matches_sequential(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, llama_server: str
+) -> None:
+    data = _questions_file(tmp_path)
+    _eval(capsys, data, llama_server, tmp_path / "one", 1)
+    _eval(capsys, data, llama_server, tmp_path / "four", 4)
+    assert _eval_records(tmp_path / "four") == _eval_records(tmp_path / "one")

@@ -5,6 +5,7 @@ Kept here rather than in tether/cli.py so the harness is one package; tether/cli
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,12 @@ __all__ = ["evaluate"]
 @click.option("--format", "dataset_format", type=click.Choice(["hotpotqa", "gsm8k", "qa"]), help="default: detected")
 @click.option("--prompt-style", type=click.Choice(["auto", "chat", "raw"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(), default="eval-results", show_default=True, help="results folder (resumes)")
+@click.option("--server", help="an OpenAI-compatible server's base URL; --model then names the served model")
+@click.option("--server-kind", type=click.Choice(["llama-cpp", "vllm"]), default="llama-cpp", show_default=True)
+@click.option("--api-key-env", default="TETHER_API_KEY", show_default=True, help="the variable holding the API key")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="questions at once (--server)"
+)
 def evaluate(
     datasets: tuple[str, ...],
     models: tuple[str, ...],
@@ -45,6 +52,10 @@ def evaluate(
     dataset_format: Literal["hotpotqa", "gsm8k", "qa"] | None,
     prompt_style: Literal["auto", "chat", "raw"],
     out: str,
+    server: str | None,
+    server_kind: Literal["llama-cpp", "vllm"],
+    api_key_env: str,
+    concurrency: int,
 ) -> None:
     """Run the agent over DATASETS (HotpotQA JSON, GSM8K JSONL, {question, answer} JSONL) and score it.
 
@@ -52,6 +63,8 @@ def evaluate(
     from tether.evaluation.report import markdown_table, write_reports
     from tether.evaluation.runner import EvalConfig, pending_count, run_eval
 
+    if concurrency > 1 and server is None:
+        raise click.UsageError("--concurrency needs --server: an in-process model decodes one question at a time")
     config = EvalConfig(
         datasets=tuple(Path(d) for d in datasets),
         models=models or ("smollm2-135m",),
@@ -64,6 +77,10 @@ def evaluate(
         time_limit_s=time_limit,
         prompt_style=prompt_style,
         out=Path(out),
+        server=server,
+        server_kind=server_kind,
+        api_key=os.environ.get(api_key_env),
+        concurrency=concurrency,
     )
     began = time.monotonic()
     with click.progressbar(length=pending_count(config), label="questions", file=sys.stderr) as bar:

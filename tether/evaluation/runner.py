@@ -7,12 +7,15 @@ it stopped (a half-written last line is dropped) and the order questions ran in 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.engine.backends.base import Backend, Sampling
+from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
 from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Trace
@@ -52,6 +55,10 @@ class EvalConfig(BaseModel):
     time_limit_s: float = Field(120.0, gt=0)
     prompt_style: PromptStyle = "auto"
     out: Path = Path("eval-results")
+    server: str | None = None  # an OpenAI-compatible server; `models` then name the models it serves
+    server_kind: ServerKind = "llama-cpp"
+    api_key: str | None = Field(None, exclude=True, repr=False)
+    concurrency: int = Field(1, ge=1)  # questions at once (against a server only)
 
     def settings(self) -> dict[str, object]:
         """What must match for a resumed run to add to the same results. Models, modes, datasets and
@@ -119,12 +126,14 @@ def run_eval(
     labels = [model_label(m) for m in config.models]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two models share the name {labels}; rename a file so their results do not mix")
-    if load_backend is None:  # a misspelt or uninstalled model fails now, not hours into the run
+    if config.concurrency > 1 and config.server is None and load_backend is None:
+        raise ConfigError("--concurrency needs --server: an in-process model decodes one question at a time")
+    if load_backend is None and config.server is None:  # a misspelt or uninstalled model fails now
         from tether.models import resolve_model
 
         for model in config.models:
             resolve_model(model)
-    loader = load_backend or _load_llama_backend
+    loader = load_backend or (_server_loader(config) if config.server else _load_llama_backend)
     summaries = []
     for model in config.models:
         backend: Backend | None = None
@@ -136,11 +145,10 @@ def run_eval(
                 pending = [q for q in questions if q.id not in done]
                 if pending:
                     backend = backend or loader(model)
-                    agent = _agent(config, dataset, backend, mode)
                     path.parent.mkdir(parents=True, exist_ok=True)
+                    records = _records(config, dataset, backend, mode, model_label(model), pending)
                     with path.open("a", encoding="utf-8") as sink:
-                        for question in pending:
-                            record = evaluate_question(agent, question, model_label(model), mode)
+                        for record in records:
                             sink.write(record.model_dump_json() + "\n")
                             sink.flush()
                             done[record.id] = record
@@ -181,6 +189,46 @@ def evaluate_question(agent: Agent, question: Question, model: str, mode: Mode) 
         score=score,
         trace=trace,
     )
+
+
+def _records(
+    config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode, model: str, pending: list[Question]
+) -> Iterator[Record]:
+    """Each pending question's record as it finishes. With concurrency, every worker thread has an
+    agent of its own (tools such as `lookup` keep per-run state); the backend is shared."""
+    if config.concurrency == 1:
+        agent = _agent(config, dataset, backend, mode)
+        for question in pending:
+            yield evaluate_question(agent, question, model, mode)
+        return
+    local = threading.local()
+
+    def one(question: Question) -> Record:
+        if not hasattr(local, "agent"):
+            local.agent = _agent(config, dataset, backend, mode)
+        record: Record = evaluate_question(local.agent, question, model, mode)
+        return record
+
+    with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+        futures = [pool.submit(one, q) for q in pending]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _server_loader(config: EvalConfig) -> BackendLoader:
+    from tether.engine.backends.openai_server import OpenAIServerBackend
+
+    def load(model: str) -> Backend:
+        return OpenAIServerBackend(
+            str(config.server), kind=config.server_kind, model=model, api_key=config.api_key,
+            timeout_s=min(120.0, config.time_limit_s),
+        )  # fmt: skip
+
+    return load
 
 
 def _agent(config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode) -> Agent:
