@@ -170,6 +170,7 @@ class _Run:
                 sampling=agent.sampling,
                 stats=stats,
                 forced=grammar.forced_text if constrained else None,
+                deadline=self.deadline,
             )
         except ContextOverflow as exc:
             self.trace.stop_reason = StopReason.CONTEXT_LIMIT

@@ -44,7 +44,8 @@ class StreamStats(BaseModel):
 @runtime_checkable
 class Backend(Protocol):
     """A model the controller can drive. `stream` yields the completion text piece by piece (one
-    token each for local models); the caller may stop early by closing the iterator."""
+    token each for local models); the caller may stop early by closing the iterator. `deadline` is the
+    run's end on the `time.monotonic()` clock: a backend that waits on I/O must not wait past it."""
 
     @property
     def name(self) -> str: ...
@@ -67,4 +68,5 @@ class Backend(Protocol):
         sampling: Sampling,
         stats: StreamStats,
         forced: ForcedText | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str]: ...

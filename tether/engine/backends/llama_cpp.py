@@ -115,6 +115,7 @@ class LlamaCppBackend:
         sampling: Sampling,
         stats: StreamStats,
         forced: ForcedText | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str]:
         tokens = self.tokenize(prompt)
         if len(tokens) + max_tokens > self._llm.n_ctx():

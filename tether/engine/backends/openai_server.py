@@ -94,6 +94,7 @@ class OpenAIServerBackend:
         sampling: Sampling,
         stats: StreamStats,
         forced: ForcedText | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str]:
         """The whole completion as one piece (the server applies the grammar, forced text included)."""
         reply = self._post(self.request_body(prompt, grammar, max_tokens, sampling))

@@ -46,6 +46,7 @@ class ScriptedBackend:
         sampling: Sampling,
         stats: StreamStats,
         forced: ForcedText | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str]:
         if not self._outputs:
             raise AssertionError("ScriptedBackend ran out of scripted outputs")
