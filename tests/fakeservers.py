@@ -3,7 +3,9 @@
 `FakeServer(respond)` is a real `ThreadingHTTPServer` on 127.0.0.1 (a free port), answering every
 request with `respond(request)`, or with `server.override` when a test sets it (HTTP 429, 500,
 malformed bodies, 5 MB bodies). `refused_port()` and `SilentServer` give an address that refuses
-connections and one that accepts them but never answers. Nothing here reaches the internet.
+connections and one that accepts them but never answers. `openai_mode(name)` plays the report's
+misbehaving OpenAI-compatible servers (hang, trickle, gzip bomb, deep JSON, bad usage, surrogates,
+terminal escapes, a 401 that echoes the key). Nothing here reaches the internet.
 
 The JSON and HTML below are trimmed copies of what en.wikipedia.org/w/api.php (format=json, the
 parameters `wikipedia` 1.4.0 sends) and html.duckduckgo.com/html/ answer.
@@ -11,13 +13,14 @@ parameters `wikipedia` 1.4.0 sends) and html.duckduckgo.com/html/ answer.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -30,14 +33,20 @@ from tether.errors import ToolError
 from tether.tools.base import Tool
 
 __all__ = [
+    "GOOD_ANSWER",
+    "GOOD_STEP",
     "FakeServer",
     "HangUpServer",
     "Reply",
     "Request",
     "SilentServer",
+    "completion_reply",
     "duckduckgo_reply",
+    "echo_auth",
+    "gzip_bomb_reply",
     "huge_reply",
     "mediawiki_reply",
+    "openai_mode",
     "refused_port",
 ]
 
@@ -58,6 +67,8 @@ class Reply:
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
     declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    pause_s: float = 0.0  # wait this long before answering (a server that hangs: a large value)
+    trickle_s: float = 0.0  # send the body one byte at a time, this many seconds apart
 
 
 def json_reply(data: object, status: int = 200) -> Reply:
@@ -87,6 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         owner.requests.append(request)
         reply = owner.override or owner.respond(request)
+        if reply.pause_s and owner.closing.wait(reply.pause_s):
+            return
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         if reply.declare_length:
@@ -97,7 +110,14 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if not reply.trickle_s:
+            self.wfile.write(reply.body)
+            return
+        for at in range(len(reply.body)):
+            self.wfile.write(reply.body[at : at + 1])
+            self.wfile.flush()
+            if owner.closing.wait(reply.trickle_s):
+                return
 
     do_GET = _answer
     do_POST = _answer
@@ -121,6 +141,7 @@ class FakeServer:
         self.respond = respond
         self.override: Reply | None = None
         self.requests: list[Request] = []
+        self.closing = threading.Event()  # set on exit: paused and trickling answers stop
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -139,6 +160,7 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
@@ -449,6 +471,65 @@ def duckduckgo_reply(request: Request) -> Reply:
     if request.path != "/html/":
         return Reply(404, b"<html><body>Not found</body></html>", "text/html")
     return Reply(200, duckduckgo_page(request.params.get("q", "")).encode(), "text/html; charset=UTF-8")
+
+
+# --- OpenAI-compatible completions: the report's fake_openai.py modes -------------------------------------------
+
+GOOD_STEP = "Thought: I compute it.\ncalculate: 17 * 23\n"
+GOOD_ANSWER = "Thought: I have it.\nanswer: 391\n"
+
+
+def completion_reply(text: str, usage: object = None) -> Reply:
+    """A `/v1/completions` answer carrying `text` (and `usage` as given, when not None)."""
+    data: dict[str, Any] = {"choices": [{"text": text, "index": 0, "finish_reason": "stop"}]}
+    if usage is not None:
+        data["usage"] = usage
+    return json_reply(data)
+
+
+def gzip_bomb_reply(decompressed_mb: int = 400) -> Reply:
+    """A reply of about `decompressed_mb` KB on the wire that inflates to `decompressed_mb` MB: one JSON
+    text of `x`s, sent as concatenated gzip members (each a compressed MB) so building it is cheap."""
+    mega = gzip.compress(b"x" * 1_000_000, 9)
+    body = gzip.compress(b'{"choices":[{"text":"' + b"x" * 1_000_000, 9) + mega * (decompressed_mb - 1)
+    return Reply(200, body, headers={"Content-Encoding": "gzip"})
+
+
+def echo_auth(request: Request) -> Reply:
+    """A 401 whose body quotes the Authorization header back (as some proxies do)."""
+    return Reply(401, f"Invalid API key: {request.headers.get('authorization')}".encode(), "text/plain")
+
+
+def openai_mode(mode: str) -> Callable[[Request], Reply]:
+    """A responder for one of the report's fake-server modes (good, hang, trickle, 500, notjson, deepjson,
+    usage_str, usage_bad_int, big, gzipbomb, surrogate, ansi, echoauth)."""
+
+    def good(request: Request) -> Reply:
+        prompt = str(json.loads(request.body).get("prompt", ""))
+        after = prompt.rstrip("\n").rsplit("\n", 1)[-1].startswith("Observation:")
+        return completion_reply(GOOD_ANSWER if after else GOOD_STEP, {"prompt_tokens": 5, "completion_tokens": 9})
+
+    fixed: dict[str, Callable[[], Reply]] = {
+        "hang": lambda: Reply(pause_s=3600),
+        "trickle": lambda: replace(completion_reply(GOOD_ANSWER), trickle_s=1.0),
+        "500": lambda: Reply(500, b"internal error", "text/plain"),
+        "notjson": lambda: Reply(200, b"<html>oops</html>", "text/html"),
+        "deepjson": lambda: Reply(200, b"[" * 200_000 + b"]" * 200_000),
+        "usage_str": lambda: completion_reply(GOOD_ANSWER, "lots"),
+        "usage_bad_int": lambda: completion_reply(GOOD_ANSWER, {"prompt_tokens": "many"}),
+        "big": lambda: completion_reply("x" * 50_000_000),
+        "gzipbomb": gzip_bomb_reply,
+        "surrogate": lambda: Reply(200, b'{"choices":[{"text":"Thought: \\ud800 hi\\nanswer: \\ud800\\n"}]}'),
+        "ansi": lambda: completion_reply(
+            "Thought: \x1b]0;pwned\x07\x1b[2J\x1b[31mred\nanswer: \x1b[41mBOOM\x1b[0m\x9b2J\n"
+        ),
+    }
+    if mode == "good":
+        return good
+    if mode == "echoauth":
+        return echo_auth
+    reply = fixed[mode]()
+    return lambda _: reply
 
 
 # --- assertions shared by the network tools' tests ---

@@ -7,25 +7,41 @@ start the real `python -m llama_cpp.server` with SmolLM2."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from fakeservers import FakeServer, HangUpServer, Reply, Request, SilentServer, json_reply, refused_port
+from fakeservers import (
+    FakeServer,
+    HangUpServer,
+    Reply,
+    Request,
+    SilentServer,
+    completion_reply,
+    echo_auth,
+    json_reply,
+    openai_mode,
+    refused_port,
+)
 
 from tether import Agent, Limits, Mode, StopReason, Trace
-from tether.engine.backends.openai_server import OpenAIServerBackend
-from tether.errors import ConfigError
+from tether.engine.backends.base import Sampling, StreamStats
+from tether.engine.backends.openai_server import MAX_REPLY_BYTES, OpenAIServerBackend
+from tether.errors import BackendError, ConfigError
 from tether.models import default_model_path
 from tether.tools import resolve_tools
 
+GOOD_REPLY = "Thought: I have it.\nanswer: 42\n"
 QUESTIONS = ["What is 6 * 7?", "What is 120 / 8?", "What is 2 ** 10?", "What is 15 + 27?"]
 
 
@@ -54,11 +70,19 @@ def calculator_server(request: Request) -> Reply:
     return completion(f"Thought: I compute it.\ncalculate: {expression}\n")
 
 
-def agent(url: str, mode: Mode = Mode.CONSTRAINED, **backend: object) -> Agent:
+def agent(url: str, mode: Mode = Mode.CONSTRAINED, limits: Limits | None = None, **backend: object) -> Agent:
     settings: dict[str, object] = {"timeout_s": 5.0, "retries": 2, "backoff_s": 0.01}
     settings.update(backend)
     server = OpenAIServerBackend(url, **settings)  # type: ignore[arg-type]
-    return Agent(server, resolve_tools(["calculate"]), limits=Limits(max_steps=4), mode=mode)
+    return Agent(server, resolve_tools(["calculate"]), limits=limits or Limits(max_steps=4), mode=mode)
+
+
+def complete(backend: OpenAIServerBackend, *, max_tokens: int = 64, deadline: float | None = None) -> str:
+    """One completion through `backend.stream`, as the controller asks for it."""
+    stats = StreamStats()
+    stream = backend.stream("Question: q\n", grammar=None, max_tokens=max_tokens, sampling=Sampling(), stats=stats,
+                            deadline=deadline)  # fmt: skip
+    return "".join(stream)
 
 
 def test_the_grammar_travels_in_llama_cpps_field() -> None:
@@ -167,6 +191,153 @@ def test_async_runs_at_once_match_sequential_runs() -> None:
         concurrent = asyncio.run(all_at_once())
     assert [t.answer for t in concurrent] == [t.answer for t in sequential] == ["42", "15.0", "1024", "42"]
     assert [[s.raw_text for s in t.steps] for t in concurrent] == [[s.raw_text for s in t.steps] for t in sequential]
+
+
+# ---------------------------------------------------------------- the adversarial report's server rows
+
+
+def test_s3_a_server_that_never_answers_is_held_to_the_runs_deadline() -> None:
+    began = time.monotonic()
+    with FakeServer(openai_mode("hang")) as server:
+        trace = agent(server.url, limits=Limits(max_steps=4, time_limit_s=1.5), timeout_s=120.0, retries=3).run("q")
+    assert time.monotonic() - began < 6  # was 4 attempts x min(120 s, limit) plus backoff
+    assert len(server.requests) == 1  # no retry once the deadline has passed
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and "time limit" in (trace.steps[0].error or "")
+
+
+def test_s4_a_trickling_server_is_held_to_the_runs_deadline() -> None:
+    """A valid reply at one byte per 0.2 s (about 20 s): each read is quick, the request is not."""
+    trickle = dataclasses.replace(completion_reply(GOOD_REPLY), trickle_s=0.2)
+    began = time.monotonic()
+    with FakeServer(lambda _: trickle) as server:
+        trace = agent(server.url, limits=Limits(max_steps=4, time_limit_s=1.5), timeout_s=120.0).run("q")
+        backend = OpenAIServerBackend(server.url, timeout_s=1.0, retries=0)
+        with pytest.raises(BackendError, match="no reply within 1 s"):
+            complete(backend)
+    assert time.monotonic() - began < 8  # was unbounded: the late reply was accepted
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and trace.answer is None
+    assert "time limit" in (trace.steps[0].error or "") and len(server.requests) == 2
+
+
+def test_s3_retries_and_their_backoff_stop_at_the_deadline() -> None:
+    began = time.monotonic()
+    with FakeServer(openai_mode("500")) as server:
+        backend = OpenAIServerBackend(server.url, retries=20, backoff_s=0.2)
+        with pytest.raises(BackendError, match=r"time limit was reached after \d attempts: HTTP 500"):
+            complete(backend, deadline=time.monotonic() + 1.0)
+    assert time.monotonic() - began < 5 and 1 <= len(server.requests) <= 4  # 0.2 + 0.4 s of backoff fit in 1 s
+
+
+def test_s12_a_gzip_bomb_stops_at_the_reply_cap() -> None:
+    """389 KB on the wire that inflates to 400 MB: reading stops at the cap, memory stays near it."""
+    with FakeServer(openai_mode("gzipbomb")) as server:
+        backend = OpenAIServerBackend(server.url, retries=0)
+        tracemalloc.start()
+        try:
+            with pytest.raises(BackendError, match="larger than 4 MB"):
+                complete(backend)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        trace = agent(server.url).run("q")
+    assert peak < 6 * MAX_REPLY_BYTES  # was 1.26 GB RSS, or MemoryError
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and len(server.requests) == 2  # refused, not retried
+
+
+def test_s11_a_huge_reply_is_refused_and_a_long_one_is_cut_to_the_step_budget() -> None:
+    huge = completion_reply("x" * (MAX_REPLY_BYTES + 10))
+    with FakeServer(lambda _: huge) as server, pytest.raises(BackendError, match="larger than 4 MB"):
+        complete(OpenAIServerBackend(server.url))
+    long_line = completion_reply("Thought: " + "y" * 300_000 + "\nanswer: 1\n")
+    with FakeServer(lambda _: long_line) as server:
+        assert len(complete(OpenAIServerBackend(server.url), max_tokens=64)) == 64 * 8
+        trace = agent(server.url, limits=Limits(max_steps=3, max_step_tokens=64)).run("q")
+    assert all(len(step.raw_text) <= 64 * 8 and step.truncated for step in trace.steps)
+    prompts = [len(str(body(r)["prompt"])) for r in server.requests[1:]]
+    assert max(prompts) < 20_000  # was 1 KB, 50 MB, 100 MB: each step re-sent the whole reply
+
+
+def test_s8_deeply_nested_json_is_a_backend_error_not_a_recursion_error() -> None:
+    with FakeServer(openai_mode("deepjson")) as server:
+        trace = agent(server.url).run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and "not JSON" in (trace.steps[0].error or "")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "usage", ["lots", {"prompt_tokens": "many"}, [1, 2], {"prompt_tokens": 1.5}, {"completion_tokens": True},
+              {"prompt_tokens": -3}, {"prompt_tokens": 10**40}],
+)  # fmt: skip
+def test_s9_a_malformed_usage_is_a_backend_error_and_the_trace_is_kept(usage: object) -> None:
+    with FakeServer(lambda _: completion_reply(GOOD_REPLY, usage)) as server:
+        trace = agent(server.url).run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and "usage" in (trace.steps[0].error or "")
+    assert Trace.model_validate_json(trace.model_dump_json()) == trace
+
+
+def test_s9_a_missing_or_null_usage_counts_nothing() -> None:
+    first, then = (
+        completion_reply("Thought: go\ncalculate: 6 * 7\n"),
+        completion_reply(GOOD_REPLY, {"prompt_tokens": None}),
+    )
+    replies = iter([first, then])
+    with FakeServer(lambda _: next(replies)) as server:
+        trace = agent(server.url).run("q")
+    assert trace.stop_reason is StopReason.ANSWER and [s.tokens.prompt for s in trace.steps] == [0, 0]
+
+
+def test_s10_lone_surrogates_from_the_server_become_replacement_characters() -> None:
+    with FakeServer(openai_mode("surrogate")) as server:
+        backend = OpenAIServerBackend(server.url)
+        trace = Agent(backend, resolve_tools(["calculate"]), limits=Limits(max_steps=2, act_first=False)).run("q")
+    assert trace.answer == "\ufffd" and trace.steps[0].raw_text == "Thought: \ufffd hi\nanswer: \ufffd\n"
+    assert json.loads(trace.model_dump_json())["answer"] == "\ufffd"  # was PydanticSerializationError
+
+
+def test_s15_the_api_key_never_reaches_an_error_or_the_trace() -> None:
+    with FakeServer(echo_auth) as server:
+        trace = agent(server.url, api_key="sk-SECRET-123").run("q")
+    assert server.requests[0].headers["authorization"] == "Bearer sk-SECRET-123"
+    error = trace.steps[0].error or ""
+    assert "HTTP 401 Invalid API key: Bearer [redacted]" in error
+    assert "SECRET" not in trace.model_dump_json()
+
+
+def test_s15_url_credentials_are_sent_as_basic_auth_and_never_shown() -> None:
+    with FakeServer(echo_auth) as server:
+        url = server.url.replace("http://", "http://user:hunter2@")
+        backend = OpenAIServerBackend(url, retries=0)
+        trace = Agent(backend, resolve_tools(["calculate"])).run("q")
+    sent = server.requests[0].headers["authorization"]
+    assert sent.startswith("Basic ") and backend.name == f"server@{server.url}" == trace.model
+    assert "hunter2" not in trace.model_dump_json() and sent.split()[1] not in trace.model_dump_json()
+    assert "Basic [redacted]" in (trace.steps[0].error or "")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://[::1", "malformed server URL 'http://[::1'"),
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://127.0.0.1:port", "malformed server URL"),
+        ("localhost:8080", "must start with http:// or https://"),
+        ("127.0.0.1:8080", "must start with http:// or https://"),
+        ("ftp://127.0.0.1", "must start with http:// or https://"),
+        ("http://", "no host"),
+        ("http://ho st:80", "spaces or control characters"),
+        ("http://127.0.0.1:8080/v1?key=1", "query or fragment"),
+        ("http://me:pw@[::1", "malformed server URL 'http://[::1'"),
+    ],
+)
+def test_s2_malformed_server_urls_are_refused_up_front(url: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)) as info:
+        OpenAIServerBackend(url)
+    assert "\n" not in str(info.value) and "pw" not in str(info.value)
+
+
+def test_s2_a_good_url_is_normalised() -> None:
+    assert OpenAIServerBackend("http://[::1]:8080/v1/").base_url == "http://[::1]:8080"
+    assert OpenAIServerBackend("https://h.example/proxy/v1").name == "server@https://h.example/proxy"
 
 
 # ---------------------------------------------------------------- the real llama_cpp.server
