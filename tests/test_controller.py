@@ -274,7 +274,7 @@ def test_bad_configuration_is_refused_up_front(echo_tools: list[Tool]) -> None:
 
     with pytest.raises(ConfigError, match="prompt style"):
         Agent(ScriptedBackend(), echo_tools, prompt_style="fancy")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="max_steps"):
+    with pytest.raises(ConfigError, match="max_steps"):
         Limits(max_steps=0)
 
 

@@ -7,9 +7,9 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from functools import cached_property
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.engine.backends.base import Backend, Sampling, StreamStats
 from tether.engine.events import (
@@ -22,18 +22,29 @@ from tether.engine.events import (
     TextDelta,
 )
 from tether.engine.grammar import StepGrammar, compose_step_grammar
+from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, Trace
-from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, TetherError, ToolTimeout
+from tether.engine.run_state import RunState, bind_run_state
+from tether.errors import (
+    BackendError,
+    ConfigError,
+    ContextOverflow,
+    ModelError,
+    TetherError,
+    ToolError,
+    ToolTimeout,
+)
+from tether.text import clean_text
 from tether.tools.base import Tool, ToolRegistry
 
 __all__ = ["Agent", "Limits"]
 
 
 class Limits(BaseModel):
-    """The budgets of one run."""
+    """The budgets of one run. A bad value is a ConfigError naming the field."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     max_steps: int = Field(8, ge=1)
     time_limit_s: float = Field(300.0, gt=0)  # wall clock for the whole run
@@ -42,6 +53,19 @@ class Limits(BaseModel):
     # The first step must call a tool (its grammar leaves out `answer:`): small models otherwise answer
     # from memory ("17 * 23 = 322") before looking anything up. Off for agents whose questions may need no tool.
     act_first: bool = True
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'limits'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid limits: {problems}") from None
+
+    @property
+    def max_step_chars(self) -> int:
+        """The most text a step may have (8 characters a token): a server that ignores `max_tokens`, or
+        a runaway line, is cut here, before the validator, whose work grows with the text."""
+        return 8 * self.max_step_tokens
 
 
 class Agent:
@@ -70,9 +94,9 @@ class Agent:
         if prompt_style not in ("auto", "chat", "raw"):
             raise ConfigError(f"unknown prompt style {prompt_style!r}: use auto, chat or raw")
         self.prompt_style = prompt_style
+        self.grammars = self._compose_grammars()  # now, so a clash between tools' grammars fails here
 
-    @cached_property
-    def grammars(self) -> dict[Restriction, StepGrammar]:
+    def _compose_grammars(self) -> dict[Restriction, StepGrammar]:
         full = compose_step_grammar(self.tools)
         answer_only = compose_step_grammar(self.tools, allowed=[ANSWER])
         tool_names = [t.name for t in self.tools]
@@ -112,8 +136,9 @@ class _Run:
         self.agent = agent
         self.started = time.monotonic()
         self.deadline = self.started + agent.limits.time_limit_s
-        self.trace = Trace(question=question, model=agent.backend.name, mode=agent.mode)
-        self.repeats = 0
+        self.trace = Trace(question=clean_text(question), model=agent.backend.name, mode=agent.mode)
+        self.loops = LoopDetector(self.trace.steps)
+        self.tool_state = RunState()  # stateful tools' memory, fresh for every run
 
     def events(self) -> Iterator[Event]:
         limits = self.agent.limits
@@ -145,7 +170,7 @@ class _Run:
             self.trace.elapsed_s = time.monotonic() - self.started
 
     def _restriction(self, index: int) -> Restriction:
-        if self.repeats >= self.agent.limits.repeats_before_narrowing:
+        if self.loops.repeats >= self.agent.limits.repeats_before_narrowing:
             return Restriction.ANSWER_ONLY_LOOP
         if index == self.agent.limits.max_steps - 1:
             return Restriction.ANSWER_ONLY_LAST_STEP
@@ -160,7 +185,8 @@ class _Run:
         stats = StreamStats()
         began = time.monotonic()
         pieces: list[str] = []
-        timed_out = False
+        length = 0
+        timed_out = cut = False
         constrained = agent.mode is Mode.CONSTRAINED
         try:
             stream = agent.backend.stream(
@@ -180,7 +206,10 @@ class _Run:
             return Step(index=index, raw_text="", restriction=restriction, error=str(exc))
         try:
             for piece in stream:
-                done, piece = _cut_after_two_lines("".join(pieces), piece)
+                done, piece = _cut_after_two_lines("".join(pieces), clean_text(piece))
+                if length + len(piece) > agent.limits.max_step_chars:
+                    piece, done, cut = piece[: agent.limits.max_step_chars - length], True, True
+                length += len(piece)
                 pieces.append(piece)
                 if piece:
                     yield TextDelta(index, piece)
@@ -195,7 +224,9 @@ class _Run:
                 close()
         text = "".join(pieces)
         step = Step(index=index, raw_text=text, restriction=restriction)
-        step.truncated = not text.endswith("\n") and stats.sampled + stats.forced >= agent.limits.max_step_tokens
+        step.truncated = not text.endswith("\n") and (
+            cut or stats.sampled + stats.forced >= agent.limits.max_step_tokens
+        )
         step.tokens.prompt = stats.prompt_tokens
         step.tokens.prompt_evaluated = stats.prompt_evaluated
         step.tokens.sampled = stats.sampled
@@ -233,11 +264,10 @@ class _Run:
             step.observation = f"error: your step ran past {limit} tokens and was cut off. Use a shorter input."
             return
         tool = self.agent.tools.get(step.action.command)
-        earlier = None if tool is not None and tool.repeatable else self._earlier(step.action)
-        if earlier is not None:
-            self.repeats += 1
-            previous = self.trace.steps[-2].action
-            step.loop = "repeat" if previous is not None and _key(previous) == _key(step.action) else "cycle"
+        repeatable = tool is not None and tool.repeatable
+        earlier = self.loops.earlier_run(step.action)
+        if earlier is not None and not repeatable:
+            self.loops.mark(step)
             step.observation = sanitise_observation(
                 f"you already ran this in step {earlier.index + 1} and got: {earlier.observation}. "
                 "Do not repeat it; use that result or answer."
@@ -246,13 +276,8 @@ class _Run:
         began = time.monotonic()
         step.observation = sanitise_observation(self._call_tool(step.action))
         step.timing.tool_s = time.monotonic() - began
-
-    def _earlier(self, action: Action) -> Step | None:
-        """The step that first ran this same (command, input), if any."""
-        for previous in self.trace.steps[:-1]:
-            if previous.action is not None and _key(previous.action) == _key(action):
-                return previous
-        return None
+        if repeatable and self.loops.gained_nothing(step):
+            self.loops.mark(step)
 
     def _call_tool(self, action: Action) -> str:
         tool = self.agent.tools.get(action.command)
@@ -261,15 +286,11 @@ class _Run:
             return f"error: unknown command {action.command!r}; use one of {names}"
         budget = min(tool.timeout_s, max(0.0, self.deadline - time.monotonic()))
         try:
-            return run_with_time_limit(tool, action.input, budget)
+            return run_with_time_limit(tool, action.input, budget, self.tool_state)
         except TetherError as exc:
             return f"error: {exc}"
         except Exception as exc:  # a tool's own bug must not end the run
             return f"error: {action.command} failed: {type(exc).__name__}: {exc}"
-
-
-def _key(action: Action) -> tuple[str, str]:
-    return action.command, action.input.strip()
 
 
 def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:
@@ -283,13 +304,19 @@ def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:
     return True, piece[: cut + 1]
 
 
-def run_with_time_limit(tool: Tool, text: str, timeout_s: float) -> str:
-    """Call the tool in a daemon thread; past `timeout_s` raise ToolTimeout and leave it behind."""
+def run_with_time_limit(tool: Tool, text: str, timeout_s: float, state: RunState | None = None) -> str:
+    """Call the tool in a daemon thread, with the run's tool state bound; past `timeout_s` raise
+    ToolTimeout and leave it behind (Python cannot stop a thread). A tool that tries to end the
+    process (`sys.exit`, argparse, a KeyboardInterrupt of its own) gets a ToolError instead."""
     outcome: list[str | BaseException] = []
 
     def target() -> None:
+        bind_run_state(state or RunState())
         try:
             outcome.append(tool(text))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            code = f" {exc.code}" if isinstance(exc, SystemExit) and exc.code is not None else ""
+            outcome.append(ToolError(f"{tool.name} tried to end the process ({type(exc).__name__}{code})"))
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import lark
 
+from tether.engine.answer import answer_grammar
 from tether.engine.gbnf import (
     LARK_PRELUDE,
     Alt,
@@ -20,15 +21,12 @@ from tether.engine.gbnf import (
     describe_terminals,
     error_location,
     load_grammar_source,
-    parse_gbnf,
     parse_gbnf_rules,
 )
 from tether.engine.protocol import ANSWER, Action
 from tether.errors import ConfigError, ParseError
 
 __all__ = ["StepGrammar", "ToolLike", "compose_step_grammar"]
-
-_ANSWER_GRAMMAR = parse_gbnf(load_grammar_source("line"))
 
 
 class ToolLike(Protocol):
@@ -135,7 +133,7 @@ def _lark_parser(source: str, start: str) -> lark.Lark:
 def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | None = None) -> StepGrammar:
     """The step grammar for these tools plus `answer`; `allowed` narrows which commands it admits."""
     inputs: dict[str, Grammar] = {t.name: t.input_grammar for t in tools}
-    inputs[ANSWER] = _ANSWER_GRAMMAR
+    inputs[ANSWER] = answer_grammar(inputs)  # an answer cannot name a command: it cannot run on
     commands = tuple(inputs) if allowed is None else tuple(allowed)
     unknown = [c for c in commands if c not in inputs]
     if unknown or not commands:

@@ -19,7 +19,8 @@ How `wikipedia: <text>` chooses a page, first rule that applies:
    otherwise the observation lists the closest titles, which the model can then open by name.
 
 Every observation is one line, capped at `max_chars`. The tools share one state (the page last
-opened and the lookup cursor), guarded by a lock since tools run in worker threads.
+opened and the lookup cursor), kept per agent run (a new run starts with no page open) and guarded by
+a lock, since tools run in worker threads.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
 from tether.engine.prompt import sanitise_observation
+from tether.engine.run_state import RunLocal
 from tether.errors import ConfigError, ToolError
-from tether.tools._lookup import LookupCursor
+from tether.tools._lookup import OpenPage
 from tether.tools.base import Tool
 
 __all__ = ["CorpusSession", "make_corpus_tools"]
@@ -55,8 +57,7 @@ class CorpusSession:
         self.max_chars = max_chars
         self.max_sentences = max_sentences
         self._lock = threading.Lock()
-        self._page: Document | None = None
-        self._cursor = LookupCursor()
+        self._open: RunLocal[OpenPage[Document]] = RunLocal(OpenPage)
 
     def _line(self, text: str) -> str:
         return sanitise_observation(text, self.max_chars)
@@ -69,11 +70,12 @@ class CorpusSession:
         query = " ".join(query.split()).strip(_QUOTES).strip()
         if not query:
             raise ToolError("wikipedia needs a page title or topic, e.g. wikipedia: France")
+        state = self._open.get()
         with self._lock:
-            self._page, self._cursor = None, LookupCursor()
+            search = state.begin_search()
         observation, page = self._resolve(query)
         with self._lock:
-            self._page, self._cursor = page, LookupCursor()
+            state.opened(search, page)
         return observation
 
     def _resolve(self, query: str) -> tuple[str, Document | None]:
@@ -124,11 +126,12 @@ class CorpusSession:
         keyword = " ".join(keyword.split()).strip(_QUOTES).strip()
         if not keyword:
             raise ToolError("lookup needs a keyword, e.g. lookup: population")
+        state = self._open.get()
         with self._lock:
-            page = self._page
+            page = state.page
             if page is None:
                 raise ToolError("lookup: no page is open; open one with wikipedia first")
-            found = self._cursor.next(page.title, page.sentences, keyword, fold_text)
+            found = state.cursor.next(page.title, page.sentences, keyword, fold_text)
         return self._line(found)
 
 

@@ -30,9 +30,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from tether.engine.run_state import RunLocal
 from tether.errors import ConfigError, ToolError
 from tether.tools import _http
-from tether.tools._lookup import LookupCursor
+from tether.tools._lookup import OpenPage
 from tether.tools.base import Tool
 
 __all__ = ["lookup", "make_wikipedia_tool", "make_wikipedia_tools", "wikipedia", "wikipedia_api_url"]
@@ -146,16 +147,16 @@ def _package() -> Any:
 
 def _sentences(text: str) -> list[str]:
     """Sentences of plain text, paragraph by paragraph, skipping section headings."""
-    out: list[str] = []
+    groups: list[list[str]] = []  # each sentence's pieces, joined once at the end (linear in the text)
     for paragraph in text.splitlines():
         if not paragraph.strip() or _HEADING.match(paragraph):
             continue
         for piece in _SENTENCE_END.split(paragraph.strip()):
-            if out and piece[:1].islower():  # "U.S. state": not a sentence break
-                out[-1] = f"{out[-1]} {piece}"
+            if groups and piece[:1].islower():  # "U.S. state": not a sentence break
+                groups[-1].append(piece)
             else:
-                out.append(piece)
-    return out
+                groups.append([piece])
+    return [" ".join(group) for group in groups]
 
 
 def _first_sentences(text: str, max_chars: int, max_sentences: int) -> str:
@@ -185,7 +186,8 @@ class _Page:
 
 
 class WikipediaSession:
-    """The state the `wikipedia` and `lookup` tools share: settings, the last page, the lookup cursor."""
+    """What the `wikipedia` and `lookup` tools share: settings, and per agent run the last page and the
+    lookup cursor (a new run starts with no page open)."""
 
     def __init__(
         self,
@@ -210,9 +212,7 @@ class WikipediaSession:
         self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._generation = 0
-        self._page: _Page | None = None
-        self._cursor = LookupCursor()
+        self._open: RunLocal[OpenPage[_Page]] = RunLocal(OpenPage)
 
     # Each tool call runs its network work in a worker thread under a deadline below the tool's limit.
 
@@ -245,14 +245,12 @@ class WikipediaSession:
         bad = sorted(_BAD_TITLE_CHARS & set(query))
         if bad:
             raise ToolError(f"wikipedia: titles cannot contain {' '.join(bad)}; search a plain title")
+        state = self._open.get()
         with self._lock:
-            self._generation += 1
-            generation = self._generation
-            self._page, self._cursor = None, LookupCursor()
+            search = state.begin_search()
         observation, page = self._run(lambda wp: self._resolve(wp, query))
         with self._lock:
-            if generation == self._generation:  # a newer call, if any, owns the state
-                self._page = page
+            state.opened(search, page)
         return observation  # type: ignore[no-any-return]
 
     def _resolve(self, wp: Any, query: str) -> tuple[str, _Page | None]:
@@ -290,17 +288,18 @@ class WikipediaSession:
         keyword = keyword.strip()
         if not keyword:
             raise ToolError("lookup needs a keyword, e.g. lookup: population")
+        state = self._open.get()
         with self._lock:
-            current = self._page
+            current = state.page
         if current is None:
             raise ToolError("lookup: no page is open; open one with wikipedia first")
         if current.sentences is None:
             content = self._run(lambda wp: current.page.content)
             current.sentences = _sentences(content or "")
         with self._lock:
-            if self._page is not current:
+            if state.page is not current:
                 raise ToolError("lookup: the open page changed meanwhile; try again")
-            found = self._cursor.next(current.title, current.sentences, keyword, str.casefold)
+            found = state.cursor.next(current.title, current.sentences, keyword, str.casefold)
         return _http.one_line(found, self.max_chars)
 
 
