@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import json
 import os
+import select
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +26,46 @@ if TYPE_CHECKING:
 __all__ = ["LlamaCppBackend"]
 
 _GGUF_MAGIC = b"GGUF"
+_TEMPLATE_KEY = "tokenizer.chat_template"
+_TEMPLATE_MEMORY = 1 << 30  # address space a template render may add (bytes)
+_TEMPLATE_MAX_CHARS = 1 << 22  # a longer rendered prompt fits no context window: refused in the child
+_TEMPLATE_START_S = 60.0  # for the render child to start (imports), apart from the render's own limit
+_PROBE = [
+    {"role": "system", "content": "You answer questions."},
+    {"role": "user", "content": "Question: What is 2 + 2?"},
+]
+
+# The child that compiles and renders chat templates. A template comes from the model file, so it is
+# untrusted: jinja2's sandbox stops attribute tricks but not loops, deep recursion, or constant
+# expressions folded at compile time ("x" * 10**10 allocates while compiling). The child is killed at
+# the time limit and its address space is capped; it uses llama-cpp-python's own formatter, so what
+# it compiles is exactly what `Llama` compiles at load.
+_RENDER_CHILD = """
+import json, resource, sys
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+try:
+    with open("/proc/self/statm") as statm:
+        used = int(statm.read().split()[0]) * resource.getpagesize()
+    limit = used + int(sys.argv[1])
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+except (OSError, ValueError):
+    pass
+print("ready", flush=True)
+request = json.loads(sys.stdin.readline())
+try:
+    formatters = {
+        name: Jinja2ChatFormatter(template, eos_token=request["eos"], bos_token=request["bos"])
+        for name, template in request["templates"].items()
+    }
+    render = request["render"]
+    prompt = formatters[render](messages=request["messages"]).prompt if render else None
+    if prompt is not None and len(prompt) > request["max_chars"]:
+        raise ValueError("the rendered prompt has %d characters" % len(prompt))
+    answer = {"prompt": prompt}
+except BaseException as exc:
+    answer = {"error": type(exc).__name__ + ": " + str(exc)}
+print(json.dumps(answer), flush=True)
+"""
 
 
 def check_model_file(path: str | os.PathLike[str]) -> Path:
@@ -41,9 +85,94 @@ def check_model_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _one_line(text: str, limit: int = 240) -> str:
+    """Untrusted error text as one printable, capped line."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _read_chat_templates(path: Path) -> tuple[dict[str, str], str, str]:
+    """The file's chat templates (every key `Llama` compiles at load) and its BOS and EOS text, from a
+    vocab-only load: llama.cpp's own header parser, no tensors read, no template compiled."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        model = LlamaModel(path_model=str(path), params=params, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from None
+    try:
+        templates = {
+            key: value
+            for key, value in model.metadata().items()
+            if key == _TEMPLATE_KEY or key.startswith(_TEMPLATE_KEY + ".")
+        }
+        bos, eos = model.token_bos(), model.token_eos()
+        bos_text = model.token_get_text(bos) if bos != -1 else ""
+        eos_text = model.token_get_text(eos) if eos != -1 else ""
+    finally:
+        model.close()  # type: ignore[no-untyped-call]
+    return templates, bos_text, eos_text
+
+
+def render_chat_template(
+    templates: dict[str, str],
+    *,
+    bos: str,
+    eos: str,
+    messages: Sequence[dict[str, str]] | None,
+    time_limit_s: float,
+    model_path: Path,
+) -> str | None:
+    """Compile every template and render the default one with `messages` (None: compile only), in a
+    child process killed after `time_limit_s` with its memory capped. The prompt, or ModelLoadError
+    naming the model file and why its template failed (one line)."""
+    request = {"templates": templates, "bos": bos, "eos": eos, "messages": messages, "max_chars": _TEMPLATE_MAX_CHARS}
+    request["render"] = _TEMPLATE_KEY if messages is not None and _TEMPLATE_KEY in templates else None
+    command = [sys.executable, "-I", "-c", _RENDER_CHILD, str(_TEMPLATE_MEMORY)]
+
+    def failed(why: str) -> ModelLoadError:
+        return ModelLoadError(f"the chat template of {model_path} is unusable: {_one_line(why)}")
+
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as child:  # on exit: pipes closed, child reaped
+        try:
+            assert child.stdout is not None
+            ready, _, _ = select.select([child.stdout], [], [], _TEMPLATE_START_S)
+            if not ready or child.stdout.readline() != "ready\n":
+                raise ModelLoadError("could not start the chat template renderer (is llama-cpp-python installed?)")
+            try:
+                out, _ = child.communicate(json.dumps(request) + "\n", timeout=time_limit_s)
+            except subprocess.TimeoutExpired:
+                raise failed(f"rendering took more than {time_limit_s:g} s") from None
+        finally:
+            if child.poll() is None:
+                child.kill()
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        raise failed(f"the renderer ended with code {child.returncode} (out of memory?)") from None
+    if "error" in answer:
+        raise failed(str(answer["error"]))
+    prompt: str | None = answer["prompt"]
+    return prompt
+
+
 class LlamaCppBackend:
     """A GGUF model in this process. The `Llama` object lives as long as the backend, so each step's
-    prompt, which extends the previous one, only evaluates the tokens added since."""
+    prompt, which extends the previous one, only evaluates the tokens added since.
+
+    The model file's chat template is untrusted: a broken or hostile one is refused. At load every
+    template in the file is compiled, and the default one rendered once, in a child process held to
+    `template_time_limit_s` with its memory capped, before `Llama` compiles them itself; any failure
+    (syntax error, `raise_exception`, a loop, a memory bomb) is a ModelLoadError naming the file, not
+    a fallback to the raw prompt style. Each later render runs in the same kind of child (one per new
+    conversation opening; the result is cached, as the controller asks for the same opening each step),
+    and fails the same way.
+    """
 
     def __init__(
         self,
@@ -52,11 +181,18 @@ class LlamaCppBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         sampler: Literal["fast", "builtin"] = "fast",
+        template_time_limit_s: float = 5.0,
     ) -> None:
         if sampler not in ("fast", "builtin"):
             raise ConfigError(f"unknown sampler {sampler!r}: use 'fast' or 'builtin'")
         self.sampler = sampler
         self.model_path = check_model_file(model_path)
+        self.template_time_limit_s = template_time_limit_s
+        self._templates, self._bos, self._eos = _read_chat_templates(self.model_path)
+        self._template = self._templates.get(_TEMPLATE_KEY)
+        self._rendered: dict[tuple[tuple[str, str], ...], str | None] = {}
+        if self._templates:
+            self._render_guarded(_PROBE)  # raises before Llama compiles what we could not
         from llama_cpp import Llama
 
         try:
@@ -68,7 +204,6 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelLoadError(f"llama.cpp could not load {self.model_path}: {exc}") from None
-        self._template = self._llm.metadata.get("tokenizer.chat_template")
 
     @property
     def name(self) -> str:
@@ -86,14 +221,24 @@ class LlamaCppBackend:
     def format_chat(self, messages: Sequence[Message]) -> str | None:
         if not self._template:
             return None
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        return self._render_guarded([{"role": m.role, "content": m.content} for m in messages])
 
-        eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode("utf-8", "replace")
-        bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode("utf-8", "replace")
-        formatter = Jinja2ChatFormatter(self._template, eos_token=eos, bos_token=bos)
-        result = formatter(messages=[m.model_dump() for m in messages])  # type: ignore[misc]
-        prompt: str = result.prompt
-        return prompt
+    def _render_guarded(self, messages: list[dict[str, str]]) -> str | None:
+        """The default template rendered with `messages` in a bounded child, cached per messages."""
+        key = tuple((m["role"], m["content"]) for m in messages)
+        if key not in self._rendered:
+            if len(self._rendered) >= 64:
+                self._rendered.clear()
+            first = not self._rendered  # the load's probe compiles every template; later renders only the one
+            self._rendered[key] = render_chat_template(
+                self._templates if first else {_TEMPLATE_KEY: self._template or ""},
+                bos=self._bos,
+                eos=self._eos,
+                messages=messages,
+                time_limit_s=self.template_time_limit_s,
+                model_path=self.model_path,
+            )
+        return self._rendered[key]
 
     def reset(self) -> None:
         """Forget the KV cache so the next prompt is evaluated whole. Sampled runs with one seed are
