@@ -481,3 +481,136 @@ def test_tools_called_through_the_tool_interface(kb: Corpus) -> None:
     assert wikipedia.accepts("France") and not wikipedia.accepts("France\nThought: hacked")
     assert wikipedia("Aardvark").startswith("Aardvark: The aardvark is")
     assert lookup("ants").startswith("(Result 1/1) It feeds almost exclusively on ants")
+
+
+# --- hostile inputs (issue 14; report rows KB5, KB7, KB9, KB11, KB12, KB17) ------------------------------------
+
+
+def test_kb11_an_existing_fifo_socket_or_link_is_never_replaced(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import stat
+
+    from test_cli import run
+
+    source = write_jsonl(tmp_path / "ok.jsonl", DOCS[:1])
+    fifo = tmp_path / "myfifo"
+    os.mkfifo(fifo)
+    sock_path = tmp_path / "mysock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    null_link = tmp_path / "mynull"  # a device-like output: the link must stay, and /dev/null with it
+    null_link.symlink_to("/dev/null")
+    real_kb = tmp_path / "real.sqlite"
+    build_corpus(source, real_kb)
+    kb_link = tmp_path / "kb-link.sqlite"
+    kb_link.symlink_to(real_kb)
+    try:
+        for out, kind in [(fifo, "a FIFO"), (sock_path, "a socket"), (null_link, "a symbolic link"),
+                          (kb_link, "a symbolic link")]:  # fmt: skip
+            with pytest.raises(ConfigError, match=f"exists and is {kind}, not a regular file") as info:
+                build_corpus(source, out)
+            assert "\n" not in str(info.value)
+            code, _, err = run(capsys, "corpus", "build", str(source), "-o", str(out))
+            assert code == 1 and err.count("\n") == 1 and "refusing to replace it" in err
+    finally:
+        sock.close()
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and stat.S_ISSOCK(sock_path.lstat().st_mode)
+    assert null_link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert kb_link.is_symlink() and Corpus(real_kb).documents == 1
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_kb5_deep_nesting_is_one_line(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert "line 2: not valid JSON (nested too deeply)" in build_error(
+        tmp_path, "deep.jsonl", json.dumps(DOCS[0]) + "\n" + '{"title": ' + deep + "}\n"
+    )
+    assert "not valid JSON (nested too deeply)" in build_error(tmp_path, "deep.json", deep)
+
+
+def test_kb7_lone_surrogates_are_replaced_not_a_crash(tmp_path: Path) -> None:
+    source = tmp_path / "s.jsonl"
+    source.write_text('{"title": "Bad \\ud800 title", "text": "Some \\udfff text. More."}\n', encoding="utf-8")
+    assert build_corpus(source, tmp_path / "kb.sqlite").documents == 1
+    with Corpus(tmp_path / "kb.sqlite") as kb:
+        assert kb.get("Bad \ufffd title") == Document("Bad \ufffd title", ("Some \ufffd text.", "More."))
+        assert kb.search("text")[0].text == "Some \ufffd text. More."
+    hotpot = tmp_path / "h.json"
+    hotpot.write_text('[{"context": [["T\\udc80", ["S\\ud800."]]]}]', encoding="utf-8")
+    build_corpus(hotpot, tmp_path / "kb2.sqlite")
+    with Corpus(tmp_path / "kb2.sqlite") as kb:
+        assert kb.get("T\ufffd") == Document("T\ufffd", ("S\ufffd.",))
+
+
+def test_kb9_split_sentences_is_linear_on_a_long_lower_case_paragraph() -> None:
+    import time
+
+    text = "word is here. " * (8_000_000 // 14)  # 8 MB, every sentence after the first starts in lower case
+    began = time.perf_counter()
+    sentences = split_sentences(text)
+    elapsed = time.perf_counter() - began
+    assert sentences == [text.strip()]  # one sentence, joined back once
+    assert elapsed < 10, f"{elapsed:.1f} s (the quadratic join took 43 s)"
+    assert split_sentences("A b. c d. E f. g. H") == ["A b. c d.", "E f. g.", "H"]
+
+
+def test_kb9_a_huge_paragraph_or_line_is_refused_before_any_work(tmp_path: Path) -> None:
+    from tether.corpus import MAX_LINE_CHARS, MAX_PARAGRAPH_CHARS
+
+    big = "word is here. " * (MAX_PARAGRAPH_CHARS // 14 + 1)
+    message = build_error(tmp_path, "big.jsonl", json.dumps(DOCS[0]) + "\n" + json.dumps({"title": "B", "text": big}))
+    assert "line 2: a paragraph of" in message and f"the limit is {MAX_PARAGRAPH_CHARS:,}" in message
+    huge = '{"title": "H", "text": "' + "x" * MAX_LINE_CHARS + '"}'
+    assert f"line 1: {len(huge):,} characters long" in build_error(tmp_path, "huge.jsonl", huge)
+    hotpot = json.dumps([{"context": [["T", ["s. " * (MAX_PARAGRAPH_CHARS // 3 + 1)]]]}])
+    assert "item 0: context[0]: a paragraph of" in build_error(tmp_path, "hp.json", hotpot)
+
+
+def test_kb12_an_endless_source_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+
+    import tether.corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "MAX_SOURCE_BYTES", 2_000_000)
+    fifo = tmp_path / "zero"
+    os.mkfifo(fifo)
+    written = [0]
+
+    def endless_zeros() -> None:  # /dev/zero through a FIFO: never ends unless the reader stops
+        with open(fifo, "wb") as f:
+            try:
+                while written[0] < 100_000_000:
+                    f.write(b"\0" * 65536)
+                    written[0] += 65536
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=endless_zeros, daemon=True)
+    writer.start()
+    with pytest.raises(ConfigError, match=r"zero: larger than 2,000,000 bytes"):
+        build_corpus(fifo, tmp_path / "kb.sqlite")
+    writer.join(10)
+    assert not writer.is_alive() and written[0] < 2_000_000 + 2 * 2**20  # reading stopped at the cap
+    zero = tmp_path / "dev-zero"
+    zero.symlink_to("/dev/zero")  # a device is refused before a byte is read
+    with pytest.raises(ConfigError, match="is a device, not a JSON or JSONL file"):
+        build_corpus(zero, tmp_path / "kb.sqlite")
+    assert not (tmp_path / "kb.sqlite").exists()
+
+
+def test_kb17_a_damaged_document_count_is_a_config_error(capsys: pytest.CaptureFixture[str], kb_path: Path) -> None:
+    from test_cli import run
+
+    conn = sqlite3.connect(kb_path)
+    conn.execute("UPDATE meta SET value = 'lots' WHERE key = 'documents'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match=r"kb.sqlite: damaged knowledge base \(its document count is 'lots'\)"):
+        Corpus(kb_path)
+    code, _, err = run(
+        capsys, "ask", "--kb", str(kb_path), "--tools", "wikipedia", "--server", "http://127.0.0.1:9", "Who?"
+    )
+    assert code == 1 and err.count("\n") == 1 and "damaged knowledge base" in err

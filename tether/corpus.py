@@ -15,7 +15,13 @@ Inputs, detected from the file's first non-blank character:
 A malformed input is a ConfigError naming the file and the line (JSONL) or the item (JSON); nothing
 is skipped silently. HotpotQA keeps its own sentence boundaries; plain text is split with a regex.
 The database is written to a temporary file beside `out` and moved into place only when complete,
-so a failed build never leaves half a knowledge base (nor destroys the previous one).
+so a failed build never leaves half a knowledge base (nor destroys the previous one). An existing
+`out` that is not a regular file (a directory, FIFO, device node or symbolic link) is never replaced.
+
+Sizes are capped before any work: the source at MAX_SOURCE_BYTES (read in bounded chunks, so an
+endless stream such as a FIFO stops at the cap), a JSONL line at MAX_LINE_CHARS and a paragraph at
+MAX_PARAGRAPH_CHARS; past a cap the build is refused with one line naming the file and line or item.
+Lone surrogates (a JSON `\\ud800` escape) are replaced by U+FFFD where text is read.
 
 Layout: `docs(id, title, body, title_fold, title_key, base_key)` holds each paragraph with its
 sentences separated by newlines in `body`; `docs_fts` is an external-content FTS5 index over
@@ -34,6 +40,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 import unicodedata
@@ -43,9 +50,13 @@ from pathlib import Path
 from typing import Any
 
 from tether.errors import ConfigError
+from tether.text import clean_text
 
 __all__ = [
     "FORMAT_VERSION",
+    "MAX_LINE_CHARS",
+    "MAX_PARAGRAPH_CHARS",
+    "MAX_SOURCE_BYTES",
     "Corpus",
     "CorpusStats",
     "Document",
@@ -64,6 +75,10 @@ TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
 MAX_QUERY_TERMS = 32
 _BATCH = 5000
+MAX_SOURCE_BYTES = 2**30  # 1 GiB: the whole HotpotQA training set (566 MB) fits; /dev/zero does not
+MAX_LINE_CHARS = 8_000_000  # a JSONL line: one paragraph, with room for JSON escapes
+MAX_PARAGRAPH_CHARS = 1_000_000  # a paragraph's text (a long Wikipedia article is ~100k characters)
+_READ_CHUNK = 1 << 20
 
 # Words too common to help a BM25 OR-query (and costly: they match most paragraphs). Dropped from
 # a query unless nothing else is left.
@@ -123,14 +138,16 @@ class Hit:
 
 
 def _clean(text: str) -> str:
-    """NFC, whitespace collapsed to single spaces, stripped."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    """Lone surrogates replaced, NFC, whitespace collapsed to single spaces, stripped."""
+    return " ".join(unicodedata.normalize("NFC", clean_text(text)).split())
 
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of plain text: split at . ! ? followed by space (and CJK full stops), line by line;
-    a piece starting in lower case is joined back ("U.S. state" is one sentence)."""
+    a piece starting in lower case is joined back ("U.S. state" is one sentence). Linear in the
+    text's length: each sentence's pieces are collected and joined once."""
     out: list[str] = []
+    current: list[str] = []  # the pieces of the sentence being built
     for line in text.splitlines():
         line = _clean(line)
         if not line:
@@ -141,10 +158,12 @@ def split_sentences(text: str) -> list[str]:
         for piece in pieces:
             if not piece:
                 continue
-            if out and piece[:1].islower():
-                out[-1] = f"{out[-1]} {piece}"
-            else:
-                out.append(piece)
+            if current and not piece[:1].islower():
+                out.append(" ".join(current))
+                current = []
+            current.append(piece)
+    if current:
+        out.append(" ".join(current))
     return out
 
 
@@ -214,8 +233,22 @@ def _require_fts5(conn: sqlite3.Connection) -> None:
 
 
 def _read_text(source: Path) -> str:
+    """The source's text, read in chunks and refused past MAX_SOURCE_BYTES (a device such as
+    /dev/zero is refused before reading; a FIFO is read, up to the cap)."""
     try:
-        data = source.read_bytes()
+        mode = source.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            raise ConfigError(f"{source}: is a device, not a JSON or JSONL file")
+        chunks: list[bytes] = []
+        size = 0
+        with source.open("rb") as f:
+            while chunk := f.read(_READ_CHUNK):
+                size += len(chunk)
+                if size > MAX_SOURCE_BYTES:
+                    raise ConfigError(f"{source}: larger than {MAX_SOURCE_BYTES:,} bytes; split it into smaller files")
+                chunks.append(chunk)
+        data = b"".join(chunks)
+        del chunks
     except FileNotFoundError:
         raise ConfigError(f"{source}: no such file") from None
     except IsADirectoryError:
@@ -240,6 +273,7 @@ def _plain_paragraph(obj: object, where: str) -> _Paragraph:
     if not isinstance(title, str) or not isinstance(text, str):
         bad = "title" if not isinstance(title, str) else "text"
         raise ConfigError(f"{where}: {bad!r} must be a string, got {_json_kind(obj[bad])}")
+    _check_paragraph_size(len(title) + len(text), where)
     title = _clean(title)
     if not title:
         raise ConfigError(f"{where}: 'title' is empty")
@@ -266,6 +300,7 @@ def _hotpot_paragraphs(obj: object, where: str) -> Iterator[_Paragraph]:
             and all(isinstance(s, str) for s in entry[1])
         ):
             raise ConfigError(f"{here}: expected [title, [sentence, ...]] with strings")
+        _check_paragraph_size(len(entry[0]) + sum(len(s) for s in entry[1]), here)
         title = _clean(entry[0])
         if not title:
             raise ConfigError(f"{here}: the title is empty")
@@ -273,6 +308,14 @@ def _hotpot_paragraphs(obj: object, where: str) -> Iterator[_Paragraph]:
         if not sentences:
             raise ConfigError(f"{here}: paragraph {title!r} has no sentences")
         yield _Paragraph(title, sentences)
+
+
+def _check_paragraph_size(size: int, where: str) -> None:
+    if size > MAX_PARAGRAPH_CHARS:
+        raise ConfigError(
+            f"{where}: a paragraph of {size:,} characters (the limit is {MAX_PARAGRAPH_CHARS:,}); "
+            "split it into paragraphs"
+        )
 
 
 def _json_kind(value: object) -> str:
@@ -285,11 +328,18 @@ def _parse_jsonl(source: Path, text: str) -> Iterator[_Paragraph]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise ConfigError(
+                f"{source}: line {number}: {len(line):,} characters long (the limit is {MAX_LINE_CHARS:,}); "
+                "split it into paragraphs"
+            )
         try:
             obj = json.loads(line)
         except ValueError as exc:
             detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
             raise ConfigError(f"{source}: line {number}: not valid JSON ({detail})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: line {number}: not valid JSON (nested too deeply)") from None
         yield _plain_paragraph(obj, f"{source}: line {number}")
 
 
@@ -304,6 +354,8 @@ def _parse_json(source: Path, text: str) -> tuple[str, Iterator[_Paragraph]]:
         raise ConfigError(f"{source}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
     except ValueError as exc:  # e.g. numbers too long to convert
         raise ConfigError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, list):
         raise ConfigError(f"{source}: expected a JSON list of documents or HotpotQA questions, got {_json_kind(data)}")
     if not data:
@@ -388,9 +440,22 @@ def _batches(rows: Iterator[_Row]) -> Iterator[list[_Row]]:
 
 
 def _check_output(source: Path, out: Path) -> None:
-    if out.exists():
-        if out.is_dir():
+    """Refuse an `out` whose replacement would destroy something: anything but a regular file (a
+    directory, FIFO, socket, device node, or a symbolic link, which `os.replace` would swap for a
+    file), the source itself, or a file that is not a tether knowledge base."""
+    mode: int | None
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot check the output path ({exc.strerror or exc})") from None
+    if mode is not None:
+        if stat.S_ISDIR(mode):
             raise ConfigError(f"{out}: is a directory; give a file name for the knowledge base")
+        if not stat.S_ISREG(mode):
+            kind = _file_kind(mode)
+            raise ConfigError(f"{out}: exists and is {kind}, not a regular file; refusing to replace it")
         try:
             if out.resolve() == source.resolve():
                 raise ConfigError(f"{out}: the output would overwrite the source file")
@@ -400,6 +465,12 @@ def _check_output(source: Path, out: Path) -> None:
             raise ConfigError(f"{out}: exists and is not a tether knowledge base; refusing to overwrite it")
     if not out.parent.is_dir():
         raise ConfigError(f"{out}: the folder {out.parent} does not exist")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _format_of(path: Path) -> str | None:
@@ -460,6 +531,7 @@ def build_corpus(source: Path | str, out: Path | str) -> CorpusStats:
             raise ConfigError(f"{out}: could not write the knowledge base ({exc})") from None
         finally:
             conn.close()
+        _check_output(source, out)  # again: something may have appeared at `out` while we built
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -491,7 +563,15 @@ class Corpus:
             f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
         )
         _require_fts5(self._conn)
-        self.documents = int(self._scalar("SELECT value FROM meta WHERE key = 'documents'") or 0)
+        documents = self._scalar("SELECT value FROM meta WHERE key = 'documents'")
+        try:
+            self.documents = int(documents or 0)
+        except (TypeError, ValueError):
+            self._conn.close()
+            raise ConfigError(
+                f"{self.path}: damaged knowledge base (its document count is {str(documents)[:40]!r}); "
+                "rebuild it with: tether corpus build FILE -o KB"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Corpus({str(self.path)!r}, documents={self.documents})"
