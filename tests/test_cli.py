@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import click
 import pytest
+from fakeservers import FakeServer, echo_auth, openai_mode, refused_port
 
 from tether.cli import main
 
@@ -105,3 +112,121 @@ def test_answer_first_leaves_the_first_step_open(capsys: pytest.CaptureFixture[s
     code, out, _ = run(capsys, "ask", "What is 17 * 23?", "--json", "--answer-first")
     trace = json.loads(out)
     assert code == 0 and trace["steps"][0]["restriction"] == "all"
+
+
+# ---------------------------------------------------------------- `ask --server` against the report's fake servers
+
+
+def ask_server(
+    capsys: pytest.CaptureFixture[str], url: str, *extra: str, question: str = "What is 6 * 7?"
+) -> tuple[int, str, str]:
+    return run(capsys, "ask", question, "--server", url, "--max-steps", "3", *extra)
+
+
+def test_s1_a_failed_server_run_prints_its_reason_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with refused_port() as port:  # the time limit also stops the retries (3.5 s of backoff)
+        code, out, err = ask_server(capsys, f"http://127.0.0.1:{port}", "--time-limit", "1")
+        assert code == 1 and "stop: backend_error" in out
+        assert err.startswith("error: http://127.0.0.1:") and err.count("\n") == 1
+        assert "connection failed (ConnectionError: ConnectionRefusedError)" in err
+        code, out, err = ask_server(capsys, f"http://127.0.0.1:{port}", "--time-limit", "1", "--json")
+    assert code == 1 and json.loads(out)["stop_reason"] == "backend_error" and "connection failed" in err
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://[::1", "error: malformed server URL 'http://[::1': Invalid IPv6 URL\n"),
+        ("http://127.0.0.1:99999", "error: malformed server URL 'http://127.0.0.1:99999': Port out of range 0-65535\n"),
+        ("localhost:8080", "error: server URL 'localhost:8080' must start with http:// or https://\n"),
+    ],
+)
+def test_s2_a_malformed_server_url_is_one_line_before_any_request(
+    capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    code, out, err = ask_server(capsys, url)
+    assert (code, out, err) == (1, "", message)
+
+
+def test_s3_ask_against_a_server_that_hangs_ends_near_its_time_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    began = time.monotonic()
+    with FakeServer(openai_mode("hang")) as server:
+        code, _, err = ask_server(capsys, server.url, "--time-limit", "1.5")
+    assert time.monotonic() - began < 6  # was 24 s for a 5 s limit
+    assert code == 1 and "time limit" in err and len(server.requests) == 1
+
+
+def test_s10_k7_surrogates_from_argv_and_the_server_never_crash_the_output(capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeServer(openai_mode("surrogate")) as server:
+        code, out, _ = ask_server(capsys, server.url, "--answer-first", "--json", question="What is \udcff 17*23?")
+        assert code == 0
+        trace = json.loads(out)
+        assert trace["question"] == "What is \ufffd 17*23?" and trace["answer"] == "\ufffd"
+        code, out, _ = ask_server(capsys, server.url, "--answer-first", question="What is \udcff?")
+    assert code == 0 and "Answer: \ufffd" in out
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_s14_model_text_cannot_drive_the_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tty: bool
+) -> None:
+    if tty:  # click strips CSI (not OSC) by itself only when stdout is not a terminal
+        monkeypatch.setattr(click.utils, "should_strip_ansi", lambda *_: False)
+    with FakeServer(openai_mode("ansi")) as server:
+        code, out, _ = ask_server(capsys, server.url, "--answer-first")
+    assert code == 0 and "Answer: BOOM" in out and "Thought: red\nanswer: BOOM\n" in out
+    for sequence in ("\x1b]", "\x07", "\x1b[2J", "\x1b[41m", "\x9b", "pwned"):
+        assert sequence not in out
+    own_styles = {"\x1b[0m", "\x1b[1m", "\x1b[36m"}  # click's: the step header and the bold answer
+    assert set(re.findall(r"\x1b\[[0-9;]*m", out)) == (own_styles if tty else set())
+    assert all(ch.isprintable() or ch == "\n" for ch in re.sub(r"\x1b\[[0-9;]*m", "", out))
+
+
+def test_s15_the_key_and_url_credentials_never_reach_the_output(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TETHER_API_KEY", "sk-SECRET-123")
+    with FakeServer(echo_auth) as server:
+        code, out, err = ask_server(capsys, server.url, "--json")
+        assert code == 1 and "HTTP 401 Invalid API key: Bearer [redacted]" in err
+        assert "SECRET" not in out + err
+        monkeypatch.delenv("TETHER_API_KEY")
+        code, out, err = ask_server(capsys, server.url.replace("http://", "http://user:hunter2@"), "--json")
+    assert code == 1 and json.loads(out)["model"] == f"server@{server.url}"
+    assert "hunter2" not in out + err and "Basic [redacted]" in err
+
+
+def test_s16_an_api_key_variable_that_is_not_set_is_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOPE_UNSET_VAR", raising=False)
+    with FakeServer(echo_auth) as server:
+        code, out, err = ask_server(capsys, server.url, "--api-key-env", "NOPE_UNSET_VAR")
+        assert not server.requests
+    assert (code, out) == (2, "")
+    assert err == "error: Invalid value for '--api-key-env': environment variable NOPE_UNSET_VAR is not set\n"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_s18_a_time_limit_that_is_not_finite_is_one_line(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    code, out, err = run(capsys, "ask", "q", "--server", "http://127.0.0.1:1", "--time-limit", value)
+    assert (
+        code == 2 and out == "" and err.startswith("error: Invalid value for '--time-limit'") and err.count("\n") == 1
+    )
+
+
+def test_s17_ctrl_c_during_a_hung_request_aborts_with_130() -> None:
+    with FakeServer(openai_mode("hang")) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tether.cli", "ask", "q", "--server", server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not server.requests and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert server.requests, "the request never arrived"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and err.endswith("error: aborted\n") and "Traceback" not in err

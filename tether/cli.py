@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Literal
 
 import click
+from click.core import ParameterSource
 
 from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
 from tether.engine.grammar import compose_step_grammar
 from tether.engine.protocol import Mode, Restriction, Trace
-from tether.errors import TetherError
+from tether.errors import BackendError, TetherError
 from tether.evaluation.cli import evaluate
 from tether.model_zoo_cli import models
+from tether.text import clean_text
 from tether.tools import BUILTIN_TOOLS, DEFAULT_TOOL_NAMES, resolve_tools
 
 __all__ = ["main"]
@@ -22,8 +26,30 @@ __all__ = ["main"]
 _TOOLS_HELP = f"comma-separated tool names (available: {', '.join(BUILTIN_TOOLS)})"
 
 
+# what a terminal could take as a command: escape sequences (CSI, OSC, ...), then any C0/C1 control
+_ESCAPE_SEQUENCE = re.compile(
+    r"(\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: cursor, clearing, colours
+    r"|(\x1b\]|\x9d)[^\x07\x1b\x9c]*(\x07|\x1b\\|\x9c)?"  # OSC: window title, hyperlinks, clipboard
+    r"|\x1b[@-Z\\-_]"  # any other two-character escape
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
 def _tool_names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _terminal_safe(text: str) -> str:
+    """`text` as plain characters: model and server text must not drive the terminal (titles,
+    clearing, colours), TTY or not, and must encode (no lone surrogates). Newlines and tabs stay."""
+    return _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", clean_text(text)))
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """click's FloatRange lets NaN (and inf, for a lower bound) through."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds")
+    return value
 
 
 @click.group()
@@ -38,7 +64,14 @@ def cli() -> None:
 @click.option("--max-steps", type=click.IntRange(1, 100), default=8, show_default=True)
 @click.option("--tools", "tool_names", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=_TOOLS_HELP)
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
-@click.option("--time-limit", type=click.FloatRange(min=0.1), default=300.0, show_default=True, help="seconds per run")
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    callback=_finite,
+    help="seconds per run",
+)
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
 @click.option(
     "--server", help="an OpenAI-compatible server's base URL instead of a local model (--model: its model name)"
@@ -71,12 +104,17 @@ def ask(
     act_first: bool,
     as_json: bool,
 ) -> None:
-    """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens."""
+    """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens.
+
+    Exits 0 when the run ends (answered or stopped by a limit), 1 with the reason on stderr when the
+    server failed (stop reason backend_error) or on another error, 2 on bad options, 130 on Ctrl-C."""
     from tether.engine.backends.base import Backend
     from tether.engine.backends.openai_server import OpenAIServerBackend
     from tether.engine.controller import Agent, Limits
+    from tether.engine.protocol import StopReason
     from tether.models import load_backend
 
+    question = clean_text(question)  # undecodable argv bytes arrive as lone surrogates
     tools = resolve_tools(_tool_names(tool_names), kb=kb)
     backend: Backend
     if server is not None:
@@ -84,8 +122,8 @@ def ask(
         backend = OpenAIServerBackend(
             server,
             kind=server_kind,
-            model=model_path,
-            api_key=os.environ.get(api_key_env),
+            model=clean_text(model_path) if model_path else None,
+            api_key=_api_key(api_key_env),
             timeout_s=min(120.0, time_limit),
         )
     else:
@@ -99,6 +137,19 @@ def ask(
     trace = agent.run(question, on_event=None if as_json else _live_view)
     if as_json:
         click.echo(trace.model_dump_json(indent=2))
+    if trace.stop_reason is StopReason.BACKEND_ERROR:
+        reason = trace.steps[-1].error if trace.steps and trace.steps[-1].error else "the server failed"
+        raise BackendError(reason)
+
+
+def _api_key(variable: str) -> str | None:
+    """The key from `variable`; naming a variable that is unset or empty is a mistake, not "no key"."""
+    key = os.environ.get(variable)
+    source = click.get_current_context().get_parameter_source("api_key_env")
+    if not key and source is ParameterSource.COMMANDLINE:
+        state = "empty" if key == "" else "not set"
+        raise click.BadParameter(f"environment variable {variable} is {state}", param_hint="'--api-key-env'")
+    return key or None
 
 
 def _live_view(event: Event) -> None:
@@ -112,12 +163,12 @@ def _live_view(event: Event) -> None:
         }[event.restriction]
         click.secho(f"── step {event.index + 1}{note}", fg="cyan", err=False)
     elif isinstance(event, TextDelta):
-        click.echo(event.text, nl=False)
+        click.echo(_terminal_safe(event.text), nl=False)
         sys.stdout.flush()
     elif isinstance(event, StepFailed):
-        click.secho(f"\n[invalid step] {event.error}", fg="red")
+        click.secho(f"\n[invalid step] {_terminal_safe(event.error)}", fg="red")
     elif isinstance(event, ObservationMade):
-        click.secho(f"Observation: {event.observation}", fg="green")
+        click.secho(f"Observation: {_terminal_safe(event.observation)}", fg="green")
     elif isinstance(event, ActionParsed):
         pass
     elif isinstance(event, RunFinished):
@@ -126,7 +177,7 @@ def _live_view(event: Event) -> None:
 
 def _summary(trace: Trace) -> None:
     click.echo()
-    answer = trace.answer if trace.answer is not None else "(no answer)"
+    answer = _terminal_safe(trace.answer) if trace.answer is not None else "(no answer)"
     click.secho(f"Answer: {answer}", bold=True)
     click.echo(
         f"stop: {trace.stop_reason.value if trace.stop_reason else '?'} · {len(trace.steps)} steps · "
@@ -179,10 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("error: aborted", err=True)
         return 130
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"error: {_terminal_safe(exc.format_message())}", err=True)
         return exc.exit_code
     except TetherError as exc:
-        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        lines = _terminal_safe(str(exc)).splitlines()
+        click.echo(f"error: {lines[0] if lines else type(exc).__name__}", err=True)
         return 1
     return 0
 
