@@ -93,3 +93,44 @@ def test_malformed_hotpotqa_items_are_named(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="cannot read dataset"):
         load_dataset(tmp_path / "absent.jsonl")
+
+
+# --- hostile inputs (issue 14; report rows E4, E5, E14) -------------------------------------------------------
+
+
+def one_line_error(path: Path) -> str:
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_e4_deep_nesting_is_one_line(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    text = '{"question": "a?", "answer": 1}\n{"question": ' + deep + "}\n"
+    assert "line 2: not JSON (nested too deeply)" in one_line_error(write(tmp_path / "deep.jsonl", text))
+    assert "not JSON (nested too deeply)" in one_line_error(write(tmp_path / "deep.json", deep))
+    assert "first.jsonl: not JSON (nested too deeply)" in one_line_error(write(tmp_path / "first.jsonl", deep))
+
+
+def test_e5_a_5000_digit_answer_is_one_line(tmp_path: Path) -> None:
+    text = '{"question": "a?", "answer": 1}\n{"question": "b?", "answer": ' + "9" * 5000 + "}\n"
+    message = one_line_error(write(tmp_path / "big.jsonl", text))
+    assert "line 2: not JSON (Exceeds the limit" in message
+    hotpot = '[{"question": "q?", "answer": "a", "context": [], "_id": ' + "7" * 5000 + "}]"
+    assert "not JSON (Exceeds the limit" in one_line_error(write(tmp_path / "big.json", hotpot))
+    text = '{"question": "a?", "answer": Infinity}\n'
+    assert "line 1: the answer inf is not a finite number" in one_line_error(write(tmp_path / "inf.jsonl", text))
+
+
+def test_e14_lone_surrogates_become_replacement_characters(tmp_path: Path) -> None:
+    text = '{"question": "What is \\ud800 2 + 3?", "answer": "5\\udfff", "id": "s\\udc80"}\n'
+    (q,) = load_dataset(write(tmp_path / "s.jsonl", text)).questions
+    assert (q.question, q.answer, q.id) == ("What is \ufffd 2 + 3?", "5\ufffd", "s\ufffd")
+    q.model_dump_json()  # would raise PydanticSerializationError on a lone surrogate
+    item = {**hotpot_item(1), "question": "Who \ud800?", "answer": "A\udc00", "_id": "h\ud800"}
+    path = tmp_path / "hp.json"
+    path.write_text(json.dumps([item]), encoding="utf-8")  # json.dumps escapes them as \ud800
+    (h,) = load_dataset(path).questions
+    assert (h.question, h.answer, h.id) == ("Who \ufffd?", "A\ufffd", "h\ufffd")

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakeservers import Reply, Request
 from test_cli import run
 
 from tether import ScriptedBackend
-from tether.engine.backends.base import ForcedText, Sampling, StreamStats
+from tether.engine.backends.base import Backend, ForcedText, Sampling, StreamStats
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.errors import ConfigError
 from tether.evaluation import EvalConfig, Record, Score, run_eval, summarise
@@ -31,8 +32,8 @@ def script_for(expression: str, answer: str) -> list[str]:
     return [f"Thought: compute\ncalculate: {expression}\n", f"Thought: done\nanswer: {answer}\n"]
 
 
-class KilledAfter(Exception):
-    """Stands in for the process being killed mid-run."""
+class KilledAfter(BaseException):
+    """Stands in for the process being killed mid-run (a BaseException: no question's guard keeps it)."""
 
 
 class KillableBackend(ScriptedBackend):
@@ -51,14 +52,16 @@ class KillableBackend(ScriptedBackend):
         sampling: Sampling,
         stats: StreamStats,
         forced: ForcedText | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str]:
         if self.kill_after is not None:
             if self.kill_after == 0:
                 raise KilledAfter
             self.kill_after -= 1
         return super().stream(
-            prompt, grammar=grammar, max_tokens=max_tokens, sampling=sampling, stats=stats, forced=forced
-        )
+            prompt, grammar=grammar, max_tokens=max_tokens, sampling=sampling, stats=stats, forced=forced,
+            deadline=deadline,
+        )  # fmt: skip
 
 
 class ScriptedLoader:
@@ -313,3 +316,253 @@ def test_tether_eval_end_to_end_on_smollm2(capsys: pytest.CaptureFixture[str], t
     code, _, _ = run(capsys, *argv, "--max-step-tokens", "96")
     assert code == 0 and {p: p.stat().st_size for p in out.rglob("*.jsonl")} == sizes
     assert json.loads((out / "summary.json").read_text()) == written
+
+
+# --- hostile inputs and eval integrity (issue 14; report rows E6, E7, E10-E14) --------------------------------
+
+
+def eval_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """`tether eval ...` that must fail with one line and exit code 1."""
+    code, _, err = run(capsys, "eval", *argv)
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_e6_out_an_existing_file_or_an_unmakeable_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = str(svamp_file(tmp_path))
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("keep", encoding="utf-8")
+    assert "is a file, not a folder" in eval_error(capsys, data, "--out", str(a_file))
+    assert "cannot make the results folder" in eval_error(capsys, data, "--out", str(a_file / "sub"))
+    assert a_file.read_text(encoding="utf-8") == "keep"
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_eval(config(tmp_path, out=a_file), load_backend=ScriptedLoader([]))
+
+
+@pytest.mark.parametrize("left", ["", "   \n", '{"format": null, "max_st'])
+def test_e7_a_settings_file_a_kill_left_broken_is_rewritten(tmp_path: Path, left: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "settings.json").write_text(left, encoding="utf-8")
+    (summary,) = run_eval(config(tmp_path, limit=1), load_backend=ScriptedLoader(script_for("2 + 3", "5")))
+    assert summary.questions == 1 and summary.accuracy == 1.0
+    assert json.loads((out / "settings.json").read_text(encoding="utf-8"))["max_steps"] == 6
+    assert not [p.name for p in out.iterdir() if p.suffix == ".tmp"]
+
+
+def test_e7_a_broken_settings_file_beside_records_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_eval(config(tmp_path, limit=1), load_backend=ScriptedLoader(script_for("2 + 3", "5")))
+    settings = tmp_path / "out" / "settings.json"
+    settings.write_text('{"max_steps": ', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"settings.json: unreadable, and .* holds results; use another --out"):
+        run_eval(config(tmp_path), load_backend=ScriptedLoader([]))
+    err = eval_error(capsys, str(svamp_file(tmp_path)), "--out", str(tmp_path / "out"), "--model", "fake.gguf")
+    assert "unreadable" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_s18_time_limit_nan_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, value: str) -> None:
+    err = eval_error(capsys, str(svamp_file(tmp_path)), "--time-limit", value, "--out", str(tmp_path / "o"))
+    assert "the time limit must be a finite number of seconds" in err
+    with pytest.raises(ConfigError, match="finite"):
+        config(tmp_path, time_limit_s=float(value))
+
+
+def test_e10_a_second_eval_on_one_out_fails_at_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    held = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)  # what a running eval holds
+    try:
+        loader = ScriptedLoader(script_for("2 + 3", "5"))
+        with pytest.raises(ConfigError, match=f"--out {out}: another tether eval is writing to this folder"):
+            run_eval(config(tmp_path, limit=1), load_backend=loader)
+        assert loader.loaded == [] and not (out / "arith").exists()
+        assert "another tether eval" in eval_error(capsys, str(svamp_file(tmp_path)), "--out", str(out))
+    finally:
+        os.close(held)
+    (summary,) = run_eval(config(tmp_path, limit=1), load_backend=ScriptedLoader(script_for("2 + 3", "5")))
+    assert summary.questions == 1  # released: the next run goes ahead
+
+
+def test_e10_two_evals_at_once_run_each_question_once(tmp_path: Path) -> None:
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class SlowBackend(KillableBackend):
+        def stream(self, prompt: str, **kw: object) -> Iterator[str]:  # type: ignore[override]
+            started.set()
+            release.wait(10)
+            return super().stream(prompt, **kw)  # type: ignore[arg-type]
+
+    outputs = script_for("2 + 3", "5") + script_for("4 * 5", "20") + script_for("9 - 1", "8")
+    first = ScriptedLoader(outputs)
+    first.backend = SlowBackend(*outputs, kill_after=None)
+    results: list[object] = []
+    worker = threading.Thread(target=lambda: results.append(run_eval(config(tmp_path), load_backend=first)))
+    worker.start()
+    assert started.wait(10)
+    with pytest.raises(ConfigError, match="another tether eval"):
+        run_eval(config(tmp_path), load_backend=ScriptedLoader(outputs))
+    release.set()
+    worker.join(10)
+    lines = (tmp_path / "out" / "arith" / "fake.constrained.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(results) == 1 and len(lines) == 3  # every question ran and was written once
+
+
+@pytest.mark.parametrize("failure", ["backend", "bug"])
+def test_e13_an_exception_in_one_question_is_recorded_and_the_eval_goes_on(tmp_path: Path, failure: str) -> None:
+    from tether.errors import BackendError
+
+    class FlakyBackend(KillableBackend):
+        """Fails the second question: a BackendError raised mid-stream, or a plain bug."""
+
+        def stream(self, prompt: str, **kw: object) -> Iterator[str]:  # type: ignore[override]
+            if "4 * 5" not in prompt.rsplit("Question: ", 1)[-1]:
+                return super().stream(prompt, **kw)  # type: ignore[arg-type]
+            if failure == "bug":
+                raise TypeError("'str' object has no attribute 'get'")
+
+            def broken() -> Iterator[str]:
+                yield "Thought: "
+                raise BackendError("the server's reply is not valid JSON")
+
+            return broken()
+
+    outputs = script_for("2 + 3", "5") + script_for("9 - 1", "8")
+    loader = ScriptedLoader([])
+    loader.backend = FlakyBackend(*outputs, kill_after=None)
+    (summary,) = run_eval(config(tmp_path), load_backend=loader)
+    records = read_records(tmp_path / "out" / "arith" / "fake.constrained.jsonl")
+    assert list(records) == ["line-1", "line-2", "line-3"] and summary.questions == 3
+    failed = records["line-2"].trace
+    assert failed.stop_reason is StopReason.BACKEND_ERROR and not records["line-2"].score.correct
+    expected = "the server's reply is not valid JSON" if failure == "backend" else "TypeError: 'str' object has"
+    assert (failed.steps[-1].error or "").startswith(expected)
+    assert records["line-3"].score.correct and summary.stop_reasons["backend_error"] == 1
+
+
+def test_e13_a_malformed_server_reply_is_a_backend_error_record(tmp_path: Path) -> None:
+    from fakeservers import FakeServer
+
+    def malformed_usage(request: Request) -> Reply:
+        """The calculator engine, but its reply to the second question has a string for `usage`."""
+        reply = calculator(request)
+        if "4 * 5" in json.loads(request.body)["prompt"].rsplit("Question: ", 1)[-1]:
+            data = json.loads(reply.body)
+            return Reply(200, json.dumps({**data, "usage": "usage_str"}).encode())
+        return reply
+
+    with FakeServer(malformed_usage) as server:
+        (summary,) = run_eval(config(tmp_path), load_backend=server_loader(server.url))
+    records = read_records(tmp_path / "out" / "arith" / "fake.constrained.jsonl")
+    assert list(records) == ["line-1", "line-2", "line-3"] and summary.questions == 3
+    assert records["line-2"].trace.stop_reason is StopReason.BACKEND_ERROR
+    assert records["line-2"].trace.steps[-1].error
+
+
+def server_loader(url: str) -> Callable[[str], Backend]:
+    from tether.engine.backends.openai_server import OpenAIServerBackend
+
+    return lambda model: OpenAIServerBackend(url, model=model, timeout_s=5, retries=1, backoff_s=0.01)
+
+
+def calculator(request: Request) -> Reply:
+    """A fake engine: calculate the question's expression, then answer the observation."""
+    from fakeservers import json_reply
+
+    asked = json.loads(request.body)["prompt"].rsplit("Question: ", 1)[-1]
+    question = asked.split("\n", 1)[0]
+    if "\nObservation: " in asked:
+        text = f"Thought: done\nanswer: {asked.rsplit('Observation: ', 1)[1].split(chr(10), 1)[0]}\n"
+    else:
+        text = f"Thought: compute\ncalculate: {question.removeprefix('What is ').removesuffix('?')}\n"
+    return json_reply({"choices": [{"text": text, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 5, "completion_tokens": 5}})  # fmt: skip
+
+
+def test_e12_outage_records_are_retried_on_resume(tmp_path: Path) -> None:
+    from fakeservers import FakeServer
+    from fakeservers import Reply as FakeReply
+
+    results = tmp_path / "out" / "arith" / "fake.constrained.jsonl"
+    with FakeServer(lambda _: FakeReply(500, b"down")) as down:
+        (summary,) = run_eval(config(tmp_path), load_backend=server_loader(down.url))
+    assert summary.accuracy == 0 and summary.stop_reasons["backend_error"] == 3
+    assert pending_count(config(tmp_path)) == 3  # an outage is not a result
+    with FakeServer(calculator) as up:
+        (summary,) = run_eval(config(tmp_path), load_backend=server_loader(up.url))
+        assert len(up.requests) == 6  # every question asked again: two steps each
+    assert summary.questions == 3 and summary.accuracy == 1.0 and not summary.stop_reasons.get("backend_error")
+    assert len(results.read_text(encoding="utf-8").splitlines()) == 6  # the old lines stay, superseded
+    assert all(r.trace.stop_reason is StopReason.ANSWER for r in read_records(results).values())
+    assert pending_count(config(tmp_path)) == 0
+
+
+def test_e11_concurrency_builds_the_knowledge_base_once_before_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+
+    from fakeservers import FakeServer, json_reply
+
+    import tether.corpus
+
+    hotpot = tmp_path / "hp.json"
+    items = [{"_id": f"h{n}", "question": f"Where is city {n}?", "answer": "France",
+              "context": [[f"City {n}", [f"City {n} is in France."]], ["Paris", ["Paris is in France."]]]}
+             for n in range(6)]  # fmt: skip
+    hotpot.write_text(json.dumps(items), encoding="utf-8")
+    real, builds = tether.corpus.build_corpus, []
+
+    def counting_build(source: Path, out: Path) -> object:
+        builds.append((threading.current_thread() is threading.main_thread(), Path(out).name))
+        return real(source, out)
+
+    monkeypatch.setattr(tether.corpus, "build_corpus", counting_build)
+
+    def encyclopedia(request: Request) -> Reply:
+        asked = json.loads(request.body)["prompt"].rsplit("Question: ", 1)[-1]
+        text = "Thought: done\nanswer: France\n" if "Observation:" in asked else "Thought: look\nwikipedia: Paris\n"
+        return json_reply({"choices": [{"text": text, "finish_reason": "stop"}],
+                           "usage": {"prompt_tokens": 5, "completion_tokens": 5}})  # fmt: skip
+
+    with FakeServer(encyclopedia) as server:
+        (summary,) = run_eval(
+            config(tmp_path, datasets=(hotpot,), concurrency=4), load_backend=server_loader(server.url)
+        )
+    assert builds == [(True, "kb.sqlite")]  # once, in the main thread, before any worker
+    assert summary.questions == 6 and summary.accuracy == 1.0
+    assert sorted(p.name for p in (tmp_path / "out" / "hp").iterdir()) == ["fake.constrained.jsonl", "kb.sqlite"]
+
+
+def test_e14_a_question_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> None:
+    data = tmp_path / "surrogate.jsonl"
+    data.write_text('{"question": "What is 2 + 3? \\ud800", "answer": 5}\n', encoding="utf-8")
+    loader = ScriptedLoader(script_for("2 + 3", "5"))
+    (summary,) = run_eval(config(tmp_path, datasets=(data,)), load_backend=loader)
+    (record,) = read_records(tmp_path / "out" / "surrogate" / "fake.constrained.jsonl").values()
+    assert record.question == "What is 2 + 3? \ufffd" and summary.accuracy == 1.0
+    write_reports([summary], tmp_path / "out", command="tether eval \udcff.jsonl")
+    assert "tether eval \ufffd.jsonl" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+
+
+def test_e14_surrogates_from_the_model_never_stop_a_record_being_saved(tmp_path: Path) -> None:
+    from tether import Agent
+    from tether.evaluation import load_dataset
+    from tether.evaluation.runner import evaluate_question
+    from tether.tools import resolve_tools
+
+    (question,) = load_dataset(svamp_file(tmp_path)).questions[:1]
+    agent = Agent(ScriptedBackend("Thought: a \ud800 thought\ncalculate: 2 + 3\n", "Thought: ok\nanswer: 5\n"),
+                  resolve_tools(["calculate"]))  # fmt: skip
+    record = evaluate_question(agent, question, "fake", Mode.CONSTRAINED)
+    assert "\ufffd" in record.model_dump_json() and record.score.correct

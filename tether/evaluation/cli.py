@@ -5,9 +5,11 @@ Kept here rather than in tether/cli.py so the harness is one package; tether/cli
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -61,7 +63,7 @@ def evaluate(
 
     Re-running with the same --out skips the questions already answered there."""
     from tether.evaluation.report import markdown_table, write_reports
-    from tether.evaluation.runner import EvalConfig, pending_count, run_eval
+    from tether.evaluation.runner import EvalConfig, run_eval
 
     if concurrency > 1 and server is None:
         raise click.UsageError("--concurrency needs --server: an in-process model decodes one question at a time")
@@ -83,8 +85,14 @@ def evaluate(
         concurrency=concurrency,
     )
     began = time.monotonic()
-    with click.progressbar(length=pending_count(config), label="questions", file=sys.stderr) as bar:
-        summaries = run_eval(config, on_record=lambda _: bar.update(1))
+    with contextlib.ExitStack() as stack:
+        advance: list[Callable[[int], None]] = []
+
+        def start(total: int) -> None:  # after every check: a refusal prints nothing before its line
+            bar = stack.enter_context(click.progressbar(length=total, label="questions", file=sys.stderr))
+            advance.append(bar.update)
+
+        summaries = run_eval(config, on_record=lambda _: advance[0](1), on_start=start)
     command = "tether eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else ""
     write_reports(summaries, config.out, command=command, elapsed_s=time.monotonic() - began)
     click.echo(markdown_table(summaries), nl=False)

@@ -1,12 +1,15 @@
 """Question sets: HotpotQA JSON, GSM8K JSONL, and plain `{question, answer}` JSONL (SVAMP's layout).
 
 A line or item that cannot be read is a DatasetError naming the file and line (or item), never a
-silent skip: a score over fewer questions than the file holds would mislead.
+silent skip: a score over fewer questions than the file holds would mislead. Malformed JSON of any
+kind (deep nesting, numbers too long to convert) is such an error too. Lone surrogates in a field (a
+JSON `\\ud800` escape) are replaced by U+FFFD where the field is read, so no record can fail to save.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from tether.errors import DatasetError
+from tether.text import clean_text
 
 __all__ = ["FORMATS", "Dataset", "Format", "Question", "load_dataset"]
 
@@ -82,11 +86,22 @@ def _detect(path: Path, text: str) -> Format:
     return "gsm8k" if _GSM8K_ANSWER.search(str(item.get("answer", ""))) else "qa"
 
 
-def _json(path: Path, n: int, line: str) -> dict[str, Any]:
+def _loads(text: str, path: Path, line: int | None) -> Any:
+    """json.loads with every way it can fail as one DatasetError naming the file and line."""
+    where = f"{path}, line {line}" if line is not None else str(path)
     try:
-        item = json.loads(line)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}, line {n}: not JSON ({exc.msg})") from None
+        where = f"{path}, line {line if line is not None else exc.lineno}"
+        raise DatasetError(f"{where}: not JSON ({exc.msg})") from None
+    except ValueError as exc:  # a number too long to convert
+        raise DatasetError(f"{where}: not JSON ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise DatasetError(f"{where}: not JSON (nested too deeply)") from None
+
+
+def _json(path: Path, n: int, line: str) -> dict[str, Any]:
+    item = _loads(line, path, n)
     if not isinstance(item, dict):
         raise DatasetError(f"{path}, line {n}: expected an object with question and answer")
     return item
@@ -104,10 +119,19 @@ def _jsonl_question(path: Path, n: int, line: str, format: Format) -> Question:
         answer = found.group(1)
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or str(answer).strip() == "":
         raise DatasetError(f"{path}, line {n}: missing or empty 'answer'")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise DatasetError(f"{path}, line {n}: the answer {answer} is not a finite number")
     if isinstance(answer, float) and answer.is_integer():
         answer = int(answer)
+    try:
+        text = str(answer)
+    except ValueError:  # an integer too long to print (1e308 is fine; this needs > 4300 digits)
+        raise DatasetError(f"{path}, line {n}: the answer is a number too long to compare") from None
     return Question(
-        id=str(item.get("id", f"line-{n}")), question=question.strip(), answer=str(answer), numeric=_is_number(answer)
+        id=clean_text(str(item.get("id", f"line-{n}"))),
+        question=clean_text(question.strip()),
+        answer=clean_text(text),
+        numeric=_is_number(text),
     )
 
 
@@ -121,10 +145,7 @@ def _is_number(answer: object) -> bool:
 
 
 def _hotpotqa(path: Path, text: str) -> list[Question]:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}, line {exc.lineno}: not JSON ({exc.msg})") from None
+    items = _loads(text, path, None)
     if not isinstance(items, list):
         raise DatasetError(f"{path}: expected a JSON list of HotpotQA questions")
     questions = []
@@ -137,6 +158,8 @@ def _hotpotqa(path: Path, text: str) -> list[Question]:
             raise DatasetError(f"{where}: needs a 'question' and an 'answer' string")
         if not isinstance(item.get("context"), list):
             raise DatasetError(f"{where}: needs a 'context' list of [title, sentences]")
-        ident = str(item.get("_id") or item.get("id") or f"item-{n}")
-        questions.append(Question(id=ident, question=question.strip(), answer=answer, numeric=False))
+        ident = clean_text(str(item.get("_id") or item.get("id") or f"item-{n}"))
+        questions.append(
+            Question(id=ident, question=clean_text(question.strip()), answer=clean_text(answer), numeric=False)
+        )
     return questions

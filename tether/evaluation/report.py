@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tether.evaluation.metrics import Summary
+from tether.text import clean_text
 
 __all__ = ["cost_table", "markdown_table", "write_chart", "write_reports"]
 
@@ -91,7 +92,9 @@ def _header(columns: Sequence[str]) -> str:
 def write_reports(
     summaries: Sequence[Summary], out: Path, *, command: str = "", elapsed_s: float | None = None
 ) -> None:
-    """summary.json, report.md and chart.png in `out`."""
+    """summary.json, report.md and chart.png in `out`. The command comes from argv, which may hold
+    undecodable bytes (lone surrogates): cleaned, so the report can always be written."""
+    command = clean_text(command)
     (out / "summary.json").write_text(
         json.dumps([s.model_dump() for s in summaries], indent=2) + "\n", encoding="utf-8"
     )

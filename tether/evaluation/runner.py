@@ -1,34 +1,46 @@
 """Run the agent over question sets for each model and mode, one JSONL of records per pair.
 
 Records are appended and flushed one by one, keyed by question id, so a killed run resumes where
-it stopped (a half-written last line is dropped) and the order questions ran in never matters.
+it stopped (a half-written last line is dropped) and the order questions ran in never matters. A
+record whose run ended in `backend_error` (a server outage) is not final: a resumed run asks that
+question again and its new record supersedes the old line. One eval at a time may write to an
+`out` folder (an exclusive lock on `out/.lock`); a second fails at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticSerializationError
 
 from tether.engine.backends.base import Backend, Sampling
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
+from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.prompt import PromptStyle
-from tether.engine.protocol import Mode, Trace
-from tether.errors import ConfigError
+from tether.engine.protocol import Mode, Step, StopReason, Trace
+from tether.errors import BackendError, ConfigError
 from tether.evaluation.datasets import Dataset, Format, Question, load_dataset
 from tether.evaluation.metrics import Summary, summarise
 from tether.evaluation.scoring import Score, score_answer
-from tether.tools import ToolRegistry, resolve_tools
+from tether.text import clean_text
+from tether.tools import resolve_tools
 
 __all__ = [
     "EvalConfig",
     "Record",
     "evaluate_question",
+    "is_final",
     "model_label",
     "pending_count",
     "read_records",
@@ -60,6 +72,14 @@ class EvalConfig(BaseModel):
     api_key: str | None = Field(None, exclude=True, repr=False)
     concurrency: int = Field(1, ge=1)  # questions at once (against a server only)
 
+    @field_validator("time_limit_s", mode="before")
+    @classmethod
+    def _finite(cls, value: object) -> object:
+        """NaN would make every deadline check false (a run without a limit): refuse it, and infinity."""
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ConfigError(f"the time limit must be a finite number of seconds, not {value}")
+        return value
+
     def settings(self) -> dict[str, object]:
         """What must match for a resumed run to add to the same results. Models, modes, datasets and
         --limit may change: they choose which records exist, not what a record holds."""
@@ -84,6 +104,11 @@ def model_label(model: str) -> str:
     from tether import model_zoo
 
     return model if model == model_zoo.DEFAULT_NAME or model in model_zoo.MODELS else Path(model).stem
+
+
+def is_final(record: Record) -> bool:
+    """Whether a record stands: one that a server failure ended is asked again on resume."""
+    return record.trace.stop_reason is not StopReason.BACKEND_ERROR
 
 
 def read_records(path: Path) -> dict[str, Record]:
@@ -116,9 +141,22 @@ def run_eval(
     *,
     load_backend: BackendLoader | None = None,
     on_record: Callable[[Record], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> list[Summary]:
-    """Run every (dataset, model, mode) pair still missing questions, then summarise them all."""
-    config.out.mkdir(parents=True, exist_ok=True)
+    """Run every (dataset, model, mode) pair still missing questions, then summarise them all.
+    `on_start` gets the number of questions to run once every check has passed (the CLI then
+    shows a progress bar, so a refusal is one line with nothing before it)."""
+    _make_out(config.out)
+    with _locked(config.out):
+        return _run_eval(config, load_backend, on_record, on_start)
+
+
+def _run_eval(
+    config: EvalConfig,
+    load_backend: BackendLoader | None,
+    on_record: Callable[[Record], None] | None,
+    on_start: Callable[[int], None] | None,
+) -> list[Summary]:
     _check_settings(config)
     datasets = [load_dataset(p, config.format) for p in config.datasets]
     if len({d.name for d in datasets}) != len(datasets):
@@ -134,6 +172,8 @@ def run_eval(
         for model in config.models:
             resolve_model(model)
     loader = load_backend or (_server_loader(config) if config.server else _load_llama_backend)
+    if on_start is not None:
+        on_start(_pending(config, datasets))
     summaries = []
     for model in config.models:
         backend: Backend | None = None
@@ -142,11 +182,12 @@ def run_eval(
             for mode in config.modes:
                 path = results_path(config.out, dataset, model, mode)
                 done = read_records(path)
-                pending = [q for q in questions if q.id not in done]
+                pending = [q for q in questions if q.id not in done or not is_final(done[q.id])]
                 if pending:
                     backend = backend or loader(model)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    records = _records(config, dataset, backend, mode, model_label(model), pending)
+                    kb = _knowledge_base(config.out, dataset)  # once, before any worker starts
+                    records = _records(config, dataset, kb, backend, mode, model_label(model), pending)
                     with path.open("a", encoding="utf-8") as sink:
                         for record in records:
                             sink.write(record.model_dump_json() + "\n")
@@ -155,19 +196,53 @@ def run_eval(
                             if on_record is not None:
                                 on_record(record)
                 kept = [done[q.id] for q in questions if q.id in done]
-                summaries.append(summarise(dataset.name, model_label(model), mode.value, kept))
+                summaries.append(summarise(clean_text(dataset.name), clean_text(model_label(model)), mode.value, kept))
     return summaries
+
+
+def _make_out(out: Path) -> None:
+    """The results folder, made if missing; an existing file or an unwritable place is one line."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file, not a folder; give a folder for the results")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot make the results folder ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `out` for the whole run: two evals writing one folder would run and
+    record every question twice. The lock goes with the process, so a killed run leaves none."""
+    try:
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write in the results folder ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"--out {out}: another tether eval is writing to this folder; wait for it or use another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def pending_count(config: EvalConfig) -> int:
     """How many questions a run of `config` has left (for a progress bar)."""
+    return _pending(config, [load_dataset(p, config.format) for p in config.datasets])
+
+
+def _pending(config: EvalConfig, datasets: list[Dataset]) -> int:
     total = 0
-    for dataset in (load_dataset(p, config.format) for p in config.datasets):
+    for dataset in datasets:
         ids = [q.id for q in dataset.questions[: config.limit]]
         for model in config.models:
             for mode in config.modes:
                 done = read_records(results_path(config.out, dataset, model, mode))
-                total += sum(i not in done for i in ids)
+                total += sum(i not in done or not is_final(done[i]) for i in ids)
     return total
 
 
@@ -177,10 +252,14 @@ def results_path(out: Path, dataset: Dataset, model: str, mode: Mode) -> Path:
 
 def evaluate_question(agent: Agent, question: Question, model: str, mode: Mode) -> Record:
     """One question, run and scored. Records depend on nothing else and are keyed by question id, so
-    questions can be run in any order, or concurrently with one agent (and backend) per worker."""
-    trace = agent.run(question.question)
+    questions can be run in any order, or concurrently with one agent (and backend) per worker.
+
+    Whatever a run raises (a BackendError or TetherError the controller let through, or a bug)
+    becomes this question's record, stopped as `backend_error` with the error in its last step, so
+    one question never ends the eval and a rerun asks it again."""
+    trace = _run_guarded(agent, question.question, mode)
     score = score_answer(trace.answer, question.answer, numeric=question.numeric)
-    return Record(
+    record = Record(
         id=question.id,
         question=question.question,
         gold=question.answer,
@@ -189,15 +268,51 @@ def evaluate_question(agent: Agent, question: Question, model: str, mode: Mode) 
         score=score,
         trace=trace,
     )
+    try:
+        record.model_dump_json()
+    except PydanticSerializationError:  # text the boundaries did not clean (a lone surrogate)
+        data = json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+        record = Record.model_validate_json(clean_text(data))
+    return record
+
+
+def _run_guarded(agent: Agent, question: str, mode: Mode) -> Trace:
+    steps: list[Step] = []
+    started = time.monotonic()
+    try:
+        for event in agent.iter_run(question):
+            if isinstance(event, ObservationMade):
+                steps.append(event.step)
+            elif isinstance(event, RunFinished):
+                return event.trace
+        raise AssertionError("iter_run ended without RunFinished")  # pragma: no cover
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else "no details"
+        error = reason if isinstance(exc, BackendError) else f"{type(exc).__name__}: {reason}"
+        failed = Step(index=len(steps), raw_text="", error=clean_text(error)[:500])
+        return Trace(
+            question=question,
+            model=agent.backend.name,
+            mode=mode,
+            steps=[*steps, failed],
+            stop_reason=StopReason.BACKEND_ERROR,
+            elapsed_s=time.monotonic() - started,
+        )
 
 
 def _records(
-    config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode, model: str, pending: list[Question]
+    config: EvalConfig,
+    dataset: Dataset,
+    kb: Path | None,
+    backend: Backend,
+    mode: Mode,
+    model: str,
+    pending: list[Question],
 ) -> Iterator[Record]:
     """Each pending question's record as it finishes. With concurrency, every worker thread has an
     agent of its own (tools such as `lookup` keep per-run state); the backend is shared."""
     if config.concurrency == 1:
-        agent = _agent(config, dataset, backend, mode)
+        agent = _agent(config, dataset, kb, backend, mode)
         for question in pending:
             yield evaluate_question(agent, question, model, mode)
         return
@@ -205,7 +320,7 @@ def _records(
 
     def one(question: Question) -> Record:
         if not hasattr(local, "agent"):
-            local.agent = _agent(config, dataset, backend, mode)
+            local.agent = _agent(config, dataset, kb, backend, mode)
         record: Record = evaluate_question(local.agent, question, model, mode)
         return record
 
@@ -231,10 +346,10 @@ def _server_loader(config: EvalConfig) -> BackendLoader:
     return load
 
 
-def _agent(config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode) -> Agent:
+def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backend, mode: Mode) -> Agent:
     return Agent(
         backend,
-        _tools(config.out, dataset),
+        resolve_tools(dataset.tools, kb=kb),
         limits=Limits(
             max_steps=config.max_steps, max_step_tokens=config.max_step_tokens, time_limit_s=config.time_limit_s
         ),
@@ -244,20 +359,19 @@ def _agent(config: EvalConfig, dataset: Dataset, backend: Backend, mode: Mode) -
     )
 
 
-def _tools(out: Path, dataset: Dataset) -> ToolRegistry:
-    """HotpotQA's paragraphs, all questions pooled, become the offline encyclopedia the agent searches."""
+def _knowledge_base(out: Path, dataset: Dataset) -> Path | None:
+    """HotpotQA's paragraphs, all questions pooled, become the offline encyclopedia the agent searches.
+    Built once per folder, before any worker thread starts; `build_corpus` writes a uniquely named
+    temporary file and renames it into place, so nothing half-built is ever opened."""
     if dataset.format != "hotpotqa":
-        return resolve_tools(dataset.tools)
+        return None
     from tether.corpus import build_corpus
 
     kb = out / dataset.name / "kb.sqlite"
-    if not kb.exists():
+    if not kb.is_file():
         kb.parent.mkdir(parents=True, exist_ok=True)
-        partial = kb.with_suffix(".partial")
-        partial.unlink(missing_ok=True)
-        build_corpus(dataset.path, partial)
-        partial.replace(kb)
-    return resolve_tools(dataset.tools, kb=kb)
+        build_corpus(dataset.path, kb)
+    return kb
 
 
 def _load_llama_backend(model: str) -> Backend:
@@ -267,13 +381,33 @@ def _load_llama_backend(model: str) -> Backend:
 
 
 def _check_settings(config: EvalConfig) -> None:
+    """The folder's settings must be this run's. A settings.json that a kill left empty or half
+    written is rewritten while the folder holds no records (none can depend on it); with records
+    it is refused, since what they were run with is unknown."""
     saved = config.out / "settings.json"
     wanted = config.settings()
-    if saved.exists():
-        found = json.loads(saved.read_text(encoding="utf-8"))
-        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
-        if changed:
-            shown = ", ".join(f"{k} {found.get(k)!r} -> {wanted[k]!r}" for k in changed)
-            raise ConfigError(f"{config.out} holds results with other settings ({shown}); use another --out")
-    else:
-        saved.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+    found = _read_settings(saved)
+    if found is None and saved.exists() and any(config.out.glob("*/*.jsonl")):
+        raise ConfigError(f"{saved}: unreadable, and {config.out} holds results; use another --out")
+    if found is None:
+        tmp = saved.with_name(f".settings.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, saved)  # whole or not at all
+        return
+    changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+    if changed:
+        shown = ", ".join(f"{k} {found.get(k)!r} -> {wanted[k]!r}" for k in changed)
+        raise ConfigError(f"{config.out} holds results with other settings ({shown}); use another --out")
+
+
+def _read_settings(path: Path) -> dict[str, object] | None:
+    """The saved settings, or None if there are none or they cannot be read as a JSON object."""
+    try:
+        found = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except (ValueError, RecursionError):
+        return None
+    return found if isinstance(found, dict) else None
