@@ -134,3 +134,13 @@ def test_e14_lone_surrogates_become_replacement_characters(tmp_path: Path) -> No
     path.write_text(json.dumps([item]), encoding="utf-8")  # json.dumps escapes them as \ud800
     (h,) = load_dataset(path).questions
     assert (h.question, h.answer, h.id) == ("Who \ufffd?", "A\ufffd", "h\ufffd")
+
+
+def test_an_endless_dataset_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tether.evaluation.datasets as datasets
+
+    monkeypatch.setattr(datasets, "MAX_DATASET_BYTES", 1000)
+    line = json.dumps({"question": "a?", "answer": 1}) + "\n"
+    path = write(tmp_path / "long.jsonl", line * (2000 // len(line)))
+    assert "larger than 1,000 bytes" in one_line_error(path)
+    assert len(load_dataset(write(tmp_path / "short.jsonl", line * 3)).questions) == 3

@@ -23,6 +23,7 @@ __all__ = ["FORMATS", "Dataset", "Format", "Question", "load_dataset"]
 
 Format = Literal["hotpotqa", "gsm8k", "qa"]
 FORMATS: tuple[Format, ...] = ("hotpotqa", "gsm8k", "qa")
+MAX_DATASET_BYTES = 2**30  # far above any question set (HotpotQA's training set is 566 MB)
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
 
 
@@ -56,7 +57,11 @@ def load_dataset(path: Path | str, format: Format | None = None) -> Dataset:
     """Read a question set; the format is detected from the content unless given."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_DATASET_BYTES + 1)  # bounded: /dev/zero or a FIFO that never ends stops here
+        if len(data) > MAX_DATASET_BYTES:
+            raise DatasetError(f"dataset {path} is larger than {MAX_DATASET_BYTES:,} bytes; split it")
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"cannot read dataset {path}: {exc}") from None
     if not text.strip():
