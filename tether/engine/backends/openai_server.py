@@ -185,9 +185,14 @@ class OpenAIServerBackend:
                 return self._attempt(url, body, now + self.timeout_s, end)
             except _Retryable as exc:
                 problem = str(exc)
-        if time.monotonic() >= end or attempts < self.retries + 1:
-            raise BackendError(f"{url}: the run's time limit was reached after {attempts} attempts: {problem}")
-        raise BackendError(f"{url} failed after {attempts} attempts: {problem}")
+        tries = f"{attempts} attempt{'s' * (attempts != 1)}"
+        if time.monotonic() >= end:
+            raise BackendError(f"{url}: the run's time limit was reached after {tries}: {problem}")
+        if attempts < self.retries + 1:
+            raise BackendError(
+                f"{url} failed after {tries} (no time for another before the run's time limit): {problem}"
+            )
+        raise BackendError(f"{url} failed after {tries}: {problem}")
 
     def _attempt(self, url: str, body: dict[str, Any], timeout_at: float, end: float) -> dict[str, Any]:
         """One request, over by `min(timeout_at, end)` however the server paces its bytes."""
@@ -199,7 +204,8 @@ class OpenAIServerBackend:
                 json=body,
                 headers={**self._headers, "Accept-Encoding": "gzip, deflate"},
                 auth=self._auth,
-                timeout=max(0.001, stop - time.monotonic()),
+                # connecting and waiting for the headers together (requests' own types omit urllib3's Timeout)
+                timeout=urllib3.Timeout(total=max(0.001, stop - time.monotonic())),  # type: ignore[arg-type]
                 stream=True,
             )
         except requests.Timeout:
@@ -268,13 +274,13 @@ def _set_read_timeout(raw: Any, seconds: float) -> None:
 def _split_url(base_url: str) -> tuple[str, tuple[str, str] | None]:
     """The base URL without credentials (and without a trailing `/v1`), and the `user:pass` it held.
     A URL that cannot be a server address is a ConfigError now, not four failed connections later."""
-    shown = base_url if len(base_url) <= 80 else base_url[:79] + "…"
+    safe = _without_userinfo(base_url)
+    safe = safe if len(safe) <= 80 else safe[:79] + "…"
     try:
         parts = urllib.parse.urlsplit(base_url.strip())
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"malformed server URL {_without_userinfo(shown)!r}: {exc}") from None
-    safe = _without_userinfo(shown)
+        raise ConfigError(f"malformed server URL {safe!r}: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"server URL {safe!r} must start with http:// or https://")
     if not parts.hostname or _CONTROL.search(base_url) or " " in base_url:
@@ -292,11 +298,12 @@ def _split_url(base_url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def _without_userinfo(url: str) -> str:
+    """`url` with any `user:pass@` dropped, even from text that is not a valid URL."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        scheme, rest = "", url
     netloc, slash, path = rest.partition("/")
-    return f"{scheme}://{netloc.rpartition('@')[2]}{slash}{path}"
+    return f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}"
 
 
 def _secret_forms(api_key: str | None, auth: tuple[str, str] | None) -> list[str]:
