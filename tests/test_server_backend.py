@@ -339,6 +339,20 @@ def test_s2_malformed_server_urls_are_refused_up_front(url: str, problem: str) -
     assert "\n" not in str(info.value) and "pw" not in str(info.value)
 
 
+def test_an_api_key_that_cannot_be_a_header_is_refused_up_front() -> None:
+    for key in ("sk-1\n", "sk-é"):
+        with pytest.raises(ConfigError, match="API key must be printable ASCII"):
+            OpenAIServerBackend("http://127.0.0.1:8080", api_key=key)
+
+
+def test_a_body_that_does_not_decompress_is_a_backend_error_not_retried() -> None:
+    broken = Reply(200, b"\x1f\x8b\x08\x00not gzip at all", headers={"Content-Encoding": "gzip"})
+    with FakeServer(lambda _: broken) as server:
+        trace = agent(server.url).run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and len(server.requests) == 1
+    assert "Content-Encoding does not decode" in (trace.steps[0].error or "")
+
+
 def test_s2_a_good_url_is_normalised() -> None:
     assert OpenAIServerBackend("http://[::1]:8080/v1/").base_url == "http://[::1]:8080"
     assert OpenAIServerBackend("https://h.example/proxy/v1").name == "server@https://h.example/proxy"

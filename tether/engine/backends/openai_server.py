@@ -74,6 +74,8 @@ class OpenAIServerBackend:
             raise ConfigError(f"server timeout must be a positive number of seconds, not {timeout_s!r}")
         if retries < 0 or not (math.isfinite(backoff_s) and backoff_s >= 0):
             raise ConfigError("server retries and backoff must not be negative")
+        if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
+            raise ConfigError("the API key must be printable ASCII (is there a stray newline in it?)")
         self.base_url, auth = _split_url(base_url)
         self.kind = kind
         self.model = clean_text(model) if model else model
@@ -241,6 +243,7 @@ def _read_capped(response: requests.Response, stop: float, limit: int, late: str
     """The (decompressed) body, read in bounded chunks, each read waiting no later than `stop`.
     Past `limit` bytes: the bytes so far with `truncate`, else BackendError."""
     raw = response.raw
+    read = getattr(raw, "read1", raw.read)  # read1 returns what has arrived; urllib3 before 2.0 lacks it
     chunks: list[bytes] = []
     size = 0
     try:
@@ -249,7 +252,7 @@ def _read_capped(response: requests.Response, stop: float, limit: int, late: str
             if left <= 0:
                 raise _Retryable(late)
             _set_read_timeout(raw, left)
-            chunk: bytes = raw.read1(_CHUNK, decode_content=True)
+            chunk: bytes = read(_CHUNK, decode_content=True)
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -260,6 +263,8 @@ def _read_capped(response: requests.Response, stop: float, limit: int, late: str
                 raise BackendError(f"reply from {response.url} is larger than {limit // 1_000_000} MB: refused")
     except urllib3.exceptions.ReadTimeoutError:
         raise _Retryable(late) from None
+    except urllib3.exceptions.DecodeError:
+        raise BackendError(f"malformed reply from {response.url}: its Content-Encoding does not decode") from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:  # reset or closed mid-body, or a bad encoding
         raise _Retryable(f"connection failed ({_reason(exc)})") from None
 
