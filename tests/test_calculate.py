@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -428,3 +429,87 @@ def test_grammar_strings_evaluate_or_raise_tool_error(text: str) -> None:
         assert "cannot parse" not in str(exc)
         return
     assert type(result) in (int, float)
+
+
+# ---------------------------------------------------------------- ** and sign chains (S13, C10)
+#
+# `factor` is a repetition, not right recursion, so Earley's work grows linearly with a chain's
+# length; the calculator groups the chain itself, right to left, as Python does.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-2**2", -4),
+        ("2**-1", 0.5),
+        ("-2**-2**2", -0.0625),
+        ("2**3**2", 512),
+        ("-(2)**2", -4),
+        ("+-+2**2", -4),
+        ("- -2 ** 2", 4),
+        ("2 ** - - 2", 4),
+        ("2**-1**2", 0.5),
+        ("(-2)**3**0", -2),
+        ("-0.0**1", -0.0),
+        ("1**-" * 249 + "1", 1.0),
+    ],
+)
+def test_power_chains_group_like_python(text: str, expected: Number) -> None:
+    actual = evaluate(text)
+    assert actual == expected and type(actual) is type(expected), (text, actual)
+    assert math.copysign(1, actual) == math.copysign(1, expected)
+    check_against_reference(text)
+
+
+_chain_operand = st.tuples(st.text(st.sampled_from("-+"), max_size=3), st.sampled_from(["0", "1", "2", "3", "0.5"]))
+
+
+@_SETTINGS
+@given(st.lists(st.tuples(_chain_operand, _space), min_size=1, max_size=5))
+def test_power_chains_agree_with_python(chain: list[tuple[tuple[str, str], str]]) -> None:
+    text = "**".join(f"{signs}{space if signs else ''}{number}" for (signs, number), space in chain)
+    check_against_reference(text)
+
+
+class CountingEarleyItems:
+    """Counts the Earley items Lark creates: the parser's work, independent of the machine's speed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from lark.parsers import earley_common
+
+        self.count = 0
+        original = earley_common.Item.__init__
+
+        def counting(item: object, *args: object) -> None:
+            self.count += 1
+            original(item, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(earley_common.Item, "__init__", counting)
+
+    def work(self, parse: Callable[[str], object], text: str) -> int:
+        self.count = 0
+        parse(text)
+        return self.count
+
+
+def test_c10_the_worst_case_chain_costs_what_an_ordinary_expression_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = CountingEarleyItems(monkeypatch)
+    worst = items.work(evaluate, "1**-" * 249 + "1")  # 997 characters: 1.9-3.2 s before
+    ordinary = items.work(evaluate, "1 + " * 249 + "1")
+    assert worst < 2 * ordinary, (worst, ordinary)
+    assert calculate("1**-" * 249 + "1") == "1.0"
+    assert calculate("1**" * 333 + "1") == "1"
+
+
+def test_s13_step_validation_of_a_power_chain_grows_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tether.engine.grammar import compose_step_grammar
+
+    grammar = compose_step_grammar([calculate])
+    items = CountingEarleyItems(monkeypatch)
+    work = {kb: items.work(grammar.parse, "Thought: x\ncalculate: " + "1**-" * (256 * kb) + "1\n") for kb in (1, 2, 4)}
+    # Linear: twice the text, about twice the items (right recursion made 4 KB cost 11x 1 KB's items).
+    assert work[2] < 2.2 * work[1] and work[4] < 2.2 * work[2], work
+    monkeypatch.undo()
+    start = time.perf_counter()
+    grammar.parse("Thought: x\ncalculate: " + "1**-" * 1024 + "1\n")
+    assert time.perf_counter() - start < 10  # 41 s before (4 KB); the item count above is the real bound

@@ -20,6 +20,7 @@ from tether.errors import GrammarError
 
 __all__ = [
     "LARK_PRELUDE",
+    "LLAMA_MAX_REPETITIONS",
     "Alt",
     "AnyChar",
     "CharClass",
@@ -29,10 +30,13 @@ __all__ = [
     "Ref",
     "Repeat",
     "Seq",
+    "check_llama_repetitions",
     "describe_terminals",
     "error_location",
     "llama_cpp_accepts",
     "load_grammar_source",
+    "may_produce",
+    "nested_repeat_size",
     "parse_gbnf",
     "parse_gbnf_rules",
 ]
@@ -127,7 +131,9 @@ class Grammar:
 
     def to_lark(self) -> str:
         order = [self.start, *(n for n in self.rules if n != self.start)]
-        return "".join(f"{_lark_name(n)}: {_lark(self.rules[n], top=True)}\n" for n in order)
+        emitter = _LarkEmitter()
+        text = "".join(f"{_lark_name(n)}: {emitter.emit(self.rules[n], top=True)}\n" for n in order)
+        return text + emitter.rules()
 
     @property
     def lark_start(self) -> str:
@@ -235,45 +241,82 @@ def _lark_literal(text: str) -> str:
     return f'"{body}"'
 
 
-def _lark(node: Node, top: bool = False) -> str:
-    match node:
-        case Lit(text):
-            return _lark_literal(text) if text else "_empty"
-        case CharClass(ranges, negated):
-            body = "".join(_regex_char(a) + ("" if a == b else "-" + _regex_char(b)) for a, b in ranges)
-            return f"/[{'^' if negated else ''}{body}]/s"
-        case AnyChar():
-            return r"/[\s\S]/"
-        case Ref(name):
-            return _lark_name(name)
-        case Seq(items):
-            parts = [_lark(i) for i in items if i != Lit("")]
-            if not parts:
-                return "_empty"
-            text = " ".join(parts)
-            return text if top or len(parts) == 1 else f"({text})"
-        case Alt(options):
-            text = " | ".join(_lark(o, top=True) for o in options)
-            return text if top else f"({text})"
-        case Repeat(item, lo, hi):
-            inner = _lark(item)
-            if isinstance(item, (Seq, Repeat)):
-                inner = f"({inner})"  # `(a | b) ~ 1..3*` would not parse: always group
-            return _lark_repeat(inner, lo, hi)
-    raise TypeError(node)
+class _LarkEmitter:
+    """Lark text for AST nodes, plus the helper rules that bounded repetitions need.
 
+    Lark expands `X ~ lo..hi` (and every `X?` in a rule) by enumerating alternatives, so nested
+    bounded repeats grow multiplicatively. Here each repetition becomes its own helper rule built
+    by halving (`X{0,5}` -> `X? P{0,2}` with `P: X X`), O(log n) rules of at most four alternatives
+    each. Helper names start with `_`, so Lark inlines them and the parse tree keeps its shape.
+    """
 
-def _lark_repeat(inner: str, lo: int, hi: int | None) -> str:
-    if hi is None:
-        suffix = {0: "*", 1: "+"}.get(lo)
-        return inner + suffix if suffix else f"({inner} ~ {lo} {inner}*)"
-    if hi == 0:
-        return "_empty"
-    if lo == 0:
-        # `X?` rather than `[X]`: two like `[X]` in one rule expand to the same alternative twice,
-        # which Lark refuses ("Rules defined twice").
-        return f"{inner}?" if hi == 1 else f"({inner} ~ 1..{hi})?"
-    return f"{inner} ~ {lo}" if lo == hi else f"{inner} ~ {lo}..{hi}"
+    def __init__(self) -> None:
+        self.helpers: dict[str, str] = {}  # body -> name
+
+    def rules(self) -> str:
+        return "".join(f"{name}: {body}\n" for body, name in self.helpers.items())
+
+    def _helper(self, body: str) -> str:
+        name = self.helpers.get(body)
+        if name is None:
+            name = self.helpers[body] = f"_rep{len(self.helpers)}"
+        return name
+
+    def emit(self, node: Node, top: bool = False) -> str:
+        match node:
+            case Lit(text):
+                return _lark_literal(text) if text else "_empty"
+            case CharClass(ranges, negated):
+                body = "".join(_regex_char(a) + ("" if a == b else "-" + _regex_char(b)) for a, b in ranges)
+                return f"/[{'^' if negated else ''}{body}]/s"
+            case AnyChar():
+                return r"/[\s\S]/"
+            case Ref(name):
+                return _lark_name(name)
+            case Seq(items):
+                parts = [self.emit(i) for i in items if i != Lit("")]
+                if not parts:
+                    return "_empty"
+                text = " ".join(parts)
+                return text if top or len(parts) == 1 else f"({text})"
+            case Alt(options):
+                text = " | ".join(self.emit(o, top=True) for o in options)
+                return text if top else f"({text})"
+            case Repeat(item, lo, hi):
+                return self._repeat(item, lo, hi)
+        raise TypeError(node)
+
+    def _repeat(self, item: Node, lo: int, hi: int | None) -> str:
+        if hi == 0:
+            return "_empty"
+        symbol = self.emit(item, top=True)
+        if not isinstance(item, (Lit, CharClass, AnyChar, Ref, Repeat)):
+            symbol = self._helper(symbol)  # one symbol, so that `X X` below means two of it
+        parts = self._times(symbol, lo)
+        if hi is None:
+            parts.append(f"{symbol}*")
+        elif hi > lo:
+            parts.append(self._up_to(symbol, hi - lo))
+        return self._helper(" ".join(parts))
+
+    def _times(self, symbol: str, n: int) -> list[str]:
+        """Exactly n of `symbol`, as symbols for 1, 2, 4, ... of it (binary)."""
+        parts = []
+        while n:
+            if n & 1:
+                parts.append(symbol)
+            n >>= 1
+            if n:
+                symbol = self._helper(f"{symbol} {symbol}")
+        return parts
+
+    def _up_to(self, symbol: str, n: int) -> str:
+        """0 to n (n >= 1) of `symbol`: one way to split each count, so no extra ambiguity."""
+        if n == 1:
+            return f"{symbol}?"
+        if n % 2:  # 2k+1: one optional, then 0..k pairs
+            return self._helper(f"{symbol}? {self._up_to(self._helper(f'{symbol} {symbol}'), n // 2)}")
+        return self._helper(f"({symbol} {self._up_to(symbol, n - 1)})?")  # 2k: none, or one then 0..2k-1
 
 
 LARK_PRELUDE = "_empty:\n"
@@ -485,6 +528,95 @@ def describe_terminals(parser: lark.Lark, names: Iterable[str]) -> list[str]:
 def load_grammar_source(name: str) -> str:
     """The text of a grammar shipped in `tether/grammars/NAME.gbnf`."""
     return resources.files("tether.grammars").joinpath(f"{name}.gbnf").read_text("utf-8")
+
+
+LLAMA_MAX_REPETITIONS = 2000
+"""llama.cpp's MAX_REPETITION_THRESHOLD: it refuses a larger minimum and reads a larger maximum as no maximum."""
+
+
+def check_llama_repetitions(grammar: Grammar) -> None:
+    """GrammarError naming the rule for a repetition bound llama.cpp refuses, or silently makes unbounded
+    (which would let the decoder write more than the validator accepts)."""
+    for name, node in grammar.rules.items():
+        for lo, hi in _bounds(node):
+            shown = _quantifier(lo, hi)
+            if lo > LLAMA_MAX_REPETITIONS:
+                raise GrammarError(
+                    f"rule {name!r}: repetition {shown} needs {lo} repetitions, more than llama.cpp allows "
+                    f"({LLAMA_MAX_REPETITIONS}; 'number of repetitions exceeds sane defaults')"
+                )
+            if hi is not None and hi > LLAMA_MAX_REPETITIONS:
+                raise GrammarError(
+                    f"rule {name!r}: repetition {shown} has a maximum above {LLAMA_MAX_REPETITIONS}, which llama.cpp "
+                    "reads as no maximum; write * (or a smaller bound)"
+                )
+
+
+def _bounds(node: Node) -> Iterable[tuple[int, int | None]]:
+    match node:
+        case Seq(items) | Alt(items):
+            for item in items:
+                yield from _bounds(item)
+        case Repeat(item, lo, hi):
+            yield lo, hi
+            yield from _bounds(item)
+
+
+def nested_repeat_size(grammar: Grammar) -> tuple[int, str]:
+    """The largest product of the bounds of repetitions nested inside one another (through rule
+    references, recursion counted once; 1 without nesting), and the rule where that nesting starts.
+
+    Why: llama.cpp keeps one grammar stack per way of having read the text so far. A lone `X{0,199}`
+    has one way (its count), but `(("a"{0,9}){0,9}){0,9}` has up to 9*9*9, and llama.cpp's per-token
+    cost grows with that (seconds per token at 729). An unbounded `X*` is one recursive rule: it
+    counts as 1 (as `X{3,}` counts 3).
+    """
+    memo: dict[str, tuple[int, int]] = {}
+
+    def size(node: Node, active: frozenset[str]) -> tuple[int, int]:
+        """(largest product over paths through >= 1 repetition, ... through >= 2), 0 where none."""
+        match node:
+            case Ref(name):
+                if name in active:
+                    return 0, 0
+                if name not in memo:
+                    memo[name] = size(grammar.rules[name], active | {name})
+                return memo[name]
+            case Seq(items) | Alt(items):
+                sizes = [size(i, active) for i in items]
+                return max((a for a, _ in sizes), default=0), max((b for _, b in sizes), default=0)
+            case Repeat(item, lo, hi):
+                bound = max(lo, 1) if hi is None else max(hi, 1)
+                one, _ = size(item, active)
+                return bound * max(one, 1), bound * one
+        return 0, 0
+
+    # Of the rules reaching the largest product, the last defined: usually the one that holds it.
+    worst, _, rule = max((size(Ref(name), frozenset())[1], i, name) for i, name in enumerate(grammar.rules))
+    return max(worst, 1), rule
+
+
+def may_produce(grammar: Grammar, char: str) -> bool:
+    """Whether some string of the language may contain `char`: any reachable literal or class that
+    can produce it (an over-estimate only where a rule can never finish)."""
+    seen: set[str] = set()
+    todo: list[Node] = [Ref(grammar.start)]
+    while todo:
+        match todo.pop():
+            case Lit(text) if char in text:
+                return True
+            case AnyChar():
+                return True
+            case CharClass(ranges, negated) if any(a <= char <= b for a, b in ranges) != negated:
+                return True
+            case Ref(name) if name not in seen:
+                seen.add(name)
+                todo.append(grammar.rules[name])
+            case Seq(items) | Alt(items):
+                todo.extend(items)
+            case Repeat(item, _, hi) if hi != 0:
+                todo.append(item)
+    return False
 
 
 def llama_cpp_accepts(gbnf: str) -> bool:

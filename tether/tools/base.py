@@ -12,14 +12,27 @@ from typing import Any, get_type_hints
 import lark
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tether.engine.gbnf import LARK_PRELUDE, Grammar, llama_cpp_accepts, load_grammar_source, parse_gbnf
+from tether.engine.gbnf import (
+    LARK_PRELUDE,
+    Grammar,
+    check_llama_repetitions,
+    llama_cpp_accepts,
+    load_grammar_source,
+    may_produce,
+    nested_repeat_size,
+    parse_gbnf,
+)
 from tether.engine.protocol import ANSWER
 from tether.errors import GrammarError, ToolInputError, ToolRegistrationError
 
-__all__ = ["Tool", "ToolRegistry", "tool"]
+__all__ = ["MAX_NESTED_REPEAT_SIZE", "Tool", "ToolRegistry", "tool"]
 
 _TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 LINE_GRAMMAR = load_grammar_source("line")
+
+MAX_NESTED_REPEAT_SIZE = 100
+"""Largest product of nested repetition bounds an input grammar may have (see `nested_repeat_size`):
+llama.cpp's per-token cost grows with it; three nested {0,9} (729) cost seconds per token."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,21 +65,54 @@ class Tool:
             raise ToolRegistrationError(f"tool {self.name!r} needs a one-line description")
         if not self.timeout_s > 0:
             raise ToolRegistrationError(f"tool {self.name!r} needs a positive timeout_s")
-        try:
-            grammar = parse_gbnf(self.grammar if self.grammar is not None else LINE_GRAMMAR)
-        except GrammarError as exc:
-            raise ToolRegistrationError(f"tool {self.name!r} has a malformed input grammar: {exc}") from None
-        if not llama_cpp_accepts(grammar.to_gbnf()):
+        if _is_async(self.func):
             raise ToolRegistrationError(
-                f"tool {self.name!r}: llama.cpp refuses its input grammar (left recursion, or a repetition "
-                "of something that can be empty?)"
+                f"tool {self.name!r}: its function is async (async def); tools are called synchronously, "
+                "so pass a plain function (e.g. one that calls asyncio.run)"
             )
+        grammar = self._checked_grammar()
         object.__setattr__(self, "_grammar", grammar)
         object.__setattr__(self, "_adapter", TypeAdapter(self.input_type))
         if not self.accepts(self.example):
             raise ToolRegistrationError(
                 f"tool {self.name!r}: its example {self.example!r} does not match its own input grammar"
             )
+        try:
+            self.validate_input(self.example)
+        except ToolInputError as exc:
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: its example {self.example!r} is refused by its input type: "
+                f"{str(exc).partition(': ')[2]}"
+            ) from None
+
+    def _checked_grammar(self) -> Grammar:
+        """The parsed input grammar, refused here if llama.cpp cannot decode it in one line at a bounded cost."""
+        try:
+            grammar = parse_gbnf(self.grammar if self.grammar is not None else LINE_GRAMMAR)
+        except GrammarError as exc:
+            raise ToolRegistrationError(f"tool {self.name!r} has a malformed input grammar: {exc}") from None
+        try:
+            check_llama_repetitions(grammar)
+        except GrammarError as exc:
+            raise ToolRegistrationError(f"tool {self.name!r}: {exc}") from None
+        size, rule = nested_repeat_size(grammar)
+        if size > MAX_NESTED_REPEAT_SIZE:
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: rule {rule!r} nests bounded repetitions whose bounds multiply to {size}, "
+                f"more than {MAX_NESTED_REPEAT_SIZE} (llama.cpp would slow to seconds per token); write * for "
+                "an outer bound (the step's token budget bounds the line)"
+            )
+        if not llama_cpp_accepts(grammar.to_gbnf()):
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: llama.cpp refuses its input grammar (left recursion, or a repetition "
+                "of something that can be empty?)"
+            )
+        if may_produce(grammar, "\n"):
+            raise ToolRegistrationError(
+                f"tool {self.name!r}: its input grammar can produce a newline, but a command's input is one "
+                "line (exclude \\n, e.g. [^\\n] rather than . or [^x])"
+            )
+        return grammar
 
     @property
     def input_grammar(self) -> Grammar:
@@ -98,6 +144,12 @@ class Tool:
     def __call__(self, text: str) -> str:
         """Validate the text, run the tool, and return its result as text (no time limit here)."""
         return str(self.func(self.validate_input(text)))
+
+
+def _is_async(func: object) -> bool:
+    """Whether calling `func` gives a coroutine or async generator instead of a result."""
+    call = getattr(func, "__call__", None)  # noqa: B004 -- an object whose __call__ is async
+    return any(inspect.iscoroutinefunction(f) or inspect.isasyncgenfunction(f) for f in (func, call) if f is not None)
 
 
 def tool(

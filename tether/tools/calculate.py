@@ -10,6 +10,7 @@ intermediate result is checked, so no input can make the tool hang or eat memory
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 
 import lark
@@ -28,7 +29,17 @@ from tether.tools.base import Tool
 __all__ = ["MAX_INT_DIGITS", "MAX_LENGTH", "calculate", "evaluate", "format_number"]
 
 Number = int | float
-_Child = str | int | float | None  # a lark.Token is a str
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """An operand of a `**` chain: its value and whether an odd number of minus signs precede it."""
+
+    negative: bool
+    value: Number
+
+
+_Child = str | int | float | _Operand | None  # a lark.Token is a str
 
 MAX_LENGTH = 1000
 """Longest expression accepted: the Earley parse grows faster than linearly with the length."""
@@ -157,15 +168,19 @@ class _Evaluator(Transformer_NonRecursive[lark.Token, _Child]):
     def r_atom(self, c: list[_Child]) -> Number:
         return _numbers(c)[0]
 
-    def r_power(self, c: list[_Child]) -> Number:
-        values = _numbers(c)
-        return values[0] if len(values) == 1 else _power(values[0], values[1])
+    def r_operand(self, c: list[_Child]) -> _Operand:
+        (value,) = _numbers(c)
+        return _Operand(negative=sum(x == "-" for x in c if isinstance(x, str)) % 2 == 1, value=value)
 
     def r_factor(self, c: list[_Child]) -> Number:
-        (value,) = _numbers(c)
-        if c[0] == "-":
-            return -value
-        return +value
+        """`a ** -b ** c` as Python reads it, a ** (-(b ** c)): from the right, each operand's signs
+        apply to the power it starts."""
+        value: Number | None = None
+        for operand in reversed([x for x in c if isinstance(x, _Operand)]):
+            result = operand.value if value is None else _power(operand.value, value)
+            value = _checked(-result) if operand.negative else result
+        assert value is not None
+        return value
 
     def r_term(self, c: list[_Child]) -> Number:
         items = [x for x in c if x is not None]
