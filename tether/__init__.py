@@ -17,6 +17,7 @@ from tether.engine.events import (
 )
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, Mode, Restriction, Step, StopReason, Trace
+from tether.engine.run_state import RunLocal
 from tether.errors import (
     ConfigError,
     ContextOverflow,
@@ -52,6 +53,7 @@ __all__ = [
     "ParseError",
     "Restriction",
     "RunFinished",
+    "RunLocal",
     "Sampling",
     "ScriptedBackend",
     "Step",
