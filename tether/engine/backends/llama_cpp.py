@@ -17,7 +17,7 @@ import numpy as np
 
 from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
 from tether.engine.backends.fast_sampler import GrammarChecker, choose_token
-from tether.errors import ConfigError, ContextOverflow, ModelLoadError
+from tether.errors import ConfigError, ContextOverflow, ModelFileError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -69,19 +69,19 @@ print(json.dumps(answer), flush=True)
 
 
 def check_model_file(path: str | os.PathLike[str]) -> Path:
-    """The path, if it is a readable GGUF file; else ModelLoadError saying which of those it is not."""
+    """The path, if it is a readable GGUF file; else ModelFileError saying which of those it is not."""
     p = Path(path)
     if not p.exists():
-        raise ModelLoadError(f"model file not found: {p}")
+        raise ModelFileError(f"model file not found: {p}")
     if not p.is_file():
-        raise ModelLoadError(f"model path is not a file: {p}")
+        raise ModelFileError(f"model path is not a file: {p}")
     try:
         with p.open("rb") as f:
             magic = f.read(4)
     except OSError as exc:
-        raise ModelLoadError(f"model file is not readable: {p} ({exc.strerror})") from None
+        raise ModelFileError(f"model file is not readable: {p} ({exc.strerror})") from None
     if magic != _GGUF_MAGIC:
-        raise ModelLoadError(f"not a GGUF model file (bad magic bytes): {p}")
+        raise ModelFileError(f"not a GGUF model file (bad magic bytes): {p}")
     return p
 
 
@@ -102,7 +102,7 @@ def _read_chat_templates(path: Path) -> tuple[dict[str, str], str, str]:
     try:
         model = LlamaModel(path_model=str(path), params=params, verbose=False)
     except (ValueError, RuntimeError) as exc:
-        raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from None
+        raise ModelFileError(f"llama.cpp could not load {path}: {exc}") from None
     try:
         templates = {
             key: value
@@ -127,14 +127,14 @@ def render_chat_template(
     model_path: Path,
 ) -> str | None:
     """Compile every template and render the default one with `messages` (None: compile only), in a
-    child process killed after `time_limit_s` with its memory capped. The prompt, or ModelLoadError
+    child process killed after `time_limit_s` with its memory capped. The prompt, or ModelFileError
     naming the model file and why its template failed (one line)."""
     request = {"templates": templates, "bos": bos, "eos": eos, "messages": messages, "max_chars": _TEMPLATE_MAX_CHARS}
     request["render"] = _TEMPLATE_KEY if messages is not None and _TEMPLATE_KEY in templates else None
     command = [sys.executable, "-I", "-c", _RENDER_CHILD, str(_TEMPLATE_MEMORY)]
 
-    def failed(why: str) -> ModelLoadError:
-        return ModelLoadError(f"the chat template of {model_path} is unusable: {_one_line(why)}")
+    def failed(why: str) -> ModelFileError:
+        return ModelFileError(f"the chat template of {model_path} is unusable: {_one_line(why)}")
 
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -143,7 +143,7 @@ def render_chat_template(
             assert child.stdout is not None
             ready, _, _ = select.select([child.stdout], [], [], _TEMPLATE_START_S)
             if not ready or child.stdout.readline() != "ready\n":
-                raise ModelLoadError("could not start the chat template renderer (is llama-cpp-python installed?)")
+                raise ModelFileError("could not start the chat template renderer (is llama-cpp-python installed?)")
             try:
                 out, _ = child.communicate(json.dumps(request) + "\n", timeout=time_limit_s)
             except subprocess.TimeoutExpired:
@@ -168,7 +168,7 @@ class LlamaCppBackend:
     The model file's chat template is untrusted: a broken or hostile one is refused. At load every
     template in the file is compiled, and the default one rendered once, in a child process held to
     `template_time_limit_s` with its memory capped, before `Llama` compiles them itself; any failure
-    (syntax error, `raise_exception`, a loop, a memory bomb) is a ModelLoadError naming the file, not
+    (syntax error, `raise_exception`, a loop, a memory bomb) is a ModelFileError naming the file, not
     a fallback to the raw prompt style. Each later render runs in the same kind of child (one per new
     conversation opening; the result is cached, as the controller asks for the same opening each step),
     and fails the same way.
@@ -203,7 +203,7 @@ class LlamaCppBackend:
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"llama.cpp could not load {self.model_path}: {exc}") from None
+            raise ModelFileError(f"llama.cpp could not load {self.model_path}: {exc}") from None
 
     @property
     def name(self) -> str:
