@@ -364,14 +364,14 @@ def test_opening_something_else_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_missing_fts5_is_a_clear_error() -> None:
-    import tether.corpus as corpus_module
+    from tether.corpus.schema import require_fts5
 
     class NoFts5:
         def execute(self, sql: str) -> None:
             raise sqlite3.OperationalError("no such module: fts5")
 
     with pytest.raises(ConfigError, match="FTS5"):
-        corpus_module._require_fts5(NoFts5())  # type: ignore[arg-type]
+        require_fts5(NoFts5())  # type: ignore[arg-type]
 
 
 def test_corpus_is_usable_from_threads(kb: Corpus) -> None:
@@ -572,9 +572,9 @@ def test_kb9_a_huge_paragraph_or_line_is_refused_before_any_work(tmp_path: Path)
 def test_kb12_an_endless_source_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import os
 
-    import tether.corpus as corpus_module
+    import tether.corpus.readers as readers_module
 
-    monkeypatch.setattr(corpus_module, "MAX_SOURCE_BYTES", 2_000_000)
+    monkeypatch.setattr(readers_module, "MAX_SOURCE_BYTES", 2_000_000)
     fifo = tmp_path / "zero"
     os.mkfifo(fifo)
     written = [0]
