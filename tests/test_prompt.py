@@ -58,21 +58,21 @@ def test_examples_are_not_taken_from_the_development_questions() -> None:
     assert not shown & questions
 
 
-class FamilyBackend(ScriptedBackend):
-    """The scripted fake model, claiming a model family."""
+class FakeArchitectureBackend(ScriptedBackend):
+    """The scripted fake model, claiming a GGUF architecture."""
 
-    def __init__(self, family: str | None) -> None:
+    def __init__(self, architecture: str | None) -> None:
         super().__init__()
-        self._family = family
+        self._architecture = architecture
 
     @property
-    def family(self) -> str | None:
-        return self._family
+    def architecture(self) -> str | None:
+        return self._architecture
 
 
-def test_auto_picks_the_measured_style_per_family() -> None:
+def test_auto_picks_the_measured_style_per_architecture() -> None:
     tools = resolve_tools(["calculate"])
-    assert render_prompt(FamilyBackend("qwen2"), "q?", [], tools).startswith("You answer")  # raw
-    assert render_prompt(FamilyBackend("llama"), "q?", [], tools).startswith("<|system|>")  # chat
-    assert render_prompt(FamilyBackend(None), "q?", [], tools).startswith("<|system|>")
-    assert render_prompt(FamilyBackend("qwen2"), "q?", [], tools, style="chat").startswith("<|system|>")
+    assert render_prompt(FakeArchitectureBackend("qwen2"), "q?", [], tools).startswith("You answer")  # raw
+    assert render_prompt(FakeArchitectureBackend("llama"), "q?", [], tools).startswith("<|system|>")  # chat
+    assert render_prompt(FakeArchitectureBackend(None), "q?", [], tools).startswith("<|system|>")
+    assert render_prompt(FakeArchitectureBackend("qwen2"), "q?", [], tools, style="chat").startswith("<|system|>")

@@ -21,13 +21,14 @@ __all__ = ["PromptStyle", "examples_for", "render_prompt", "sanitise_observation
 
 PromptStyle = Literal["auto", "chat", "raw"]
 MEASURED_STYLES: dict[str, PromptStyle] = {"qwen2": "raw", "llama": "chat"}
-"""What `auto` picks per model family, by measurement (tether eval, 10 SVAMP + 10 HotpotQA questions,
-constrained): Qwen2.5-Coder-0.5B answered 50% / 10% as a raw completion against 30% / 0% in its chat
-template; SmolLM2-135M (llama) 20% / 10% in its template against 0% / 0% raw. Other families: chat."""
+"""What `auto` picks per GGUF architecture (`Backend.architecture`), by measurement (tether eval, 10 SVAMP
++ 10 HotpotQA questions, constrained): Qwen2.5-Coder-0.5B answered 50% / 10% as a raw completion against
+30% / 0% in its chat template; SmolLM2-135M (llama) 20% / 10% in its template against 0% / 0% raw. Other
+architectures: chat."""
 OBSERVATION_LIMIT = 600
 EXAMPLE_LIMIT = 4
-_GRAMMARS = resources.files("tether.grammars")
-_INSTRUCTIONS = _GRAMMARS.joinpath("prompt.txt").read_text("utf-8")
+_PROMPTS = resources.files("tether.prompts")
+_INSTRUCTIONS = _PROMPTS.joinpath("prompt.txt").read_text("utf-8")
 _SPACES = re.compile(r"\s+")
 _COMMAND = re.compile(r"^([a-z][a-z0-9_]*): ", re.MULTILINE)
 
@@ -38,7 +39,7 @@ def _load_examples(source: str) -> tuple[tuple[str, frozenset[str]], ...]:
     return tuple((b + "\n", frozenset(_COMMAND.findall(b)) - {ANSWER}) for b in blocks if b and not b.startswith("#"))
 
 
-_EXAMPLES = _load_examples(_GRAMMARS.joinpath("examples.txt").read_text("utf-8"))
+_EXAMPLES = _load_examples(_PROMPTS.joinpath("examples.txt").read_text("utf-8"))
 
 
 class DescribedTool(ToolLike, Protocol):
@@ -92,7 +93,7 @@ def render_prompt(
     user = f"Question: {sanitise_observation(question, limit=2000)}"
     transcript = "".join(map(step_transcript, steps))
     opening = None
-    chosen = MEASURED_STYLES.get(backend.family or "", "chat") if style == "auto" else style
+    chosen = MEASURED_STYLES.get(backend.architecture or "", "chat") if style == "auto" else style
     if chosen == "chat":
         opening = backend.format_chat([Message(role="system", content=system), Message(role="user", content=user)])
         if opening is None and style == "chat":
