@@ -3,10 +3,19 @@ nothing it emits (sampled or forced) leaves the grammar."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import numpy as np
+import numpy.typing as npt
 import pytest
 
-from tether import Agent, LlamaCppBackend, Restriction, Sampling, StreamStats, compose_step_grammar
+from tether import Agent, LlamaCppBackend, Restriction, Sampling, compose_step_grammar
+from tether.engine.backends.checker import CheckerFactory, TokenChecker
+from tether.engine.backends.fast_sampler import choose_token
+from tether.engine.backends.llama_cpp_checker import llama_cpp_checker
 from tether.engine.prompt import render_prompt
+from tether.engine.protocol import TokenCounts
 from tether.models import default_model_path
 from tether.tools import resolve_tools
 
@@ -25,8 +34,8 @@ def builtin() -> LlamaCppBackend:
     return LlamaCppBackend(default_model_path(), sampler="builtin")
 
 
-def _complete(backend: LlamaCppBackend, prompt: str, gbnf: str, **kw: object) -> tuple[str, StreamStats]:
-    stats = StreamStats()
+def _complete(backend: LlamaCppBackend, prompt: str, gbnf: str, **kw: object) -> tuple[str, TokenCounts]:
+    stats = TokenCounts()
     sampling = kw.pop("sampling", Sampling())
     text = "".join(backend.stream(prompt, grammar=gbnf, max_tokens=300, sampling=sampling, stats=stats, **kw))  # type: ignore[arg-type]
     return text, stats
@@ -97,3 +106,64 @@ def test_forced_text_waits_while_command_names_share_a_prefix() -> None:
     grammar = compose_step_grammar([calc, calculator])
     assert grammar.forced_text("Thought: x\nca") == ""
     assert grammar.forced_text("Thought: x\ncalcu") == "lator:"
+
+
+class FakeEvenChecker:
+    """A grammar engine that admits only even token ids: any engine behind the TokenChecker seam."""
+
+    def __init__(self) -> None:
+        self.full_masks = 0
+        self.asked: list[int] = []
+
+    def allows(self, token: int) -> bool:
+        self.asked.append(token)
+        return token % 2 == 0
+
+    def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        self.full_masks += 1
+        out = logits.copy()
+        out[1::2] = -np.inf
+        return out
+
+    def accept(self, token: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_choose_token_asks_any_checker_one_token_then_the_mask() -> None:
+    checker: TokenChecker = FakeEvenChecker()
+    rng = np.random.default_rng(0)
+    allowed_best = np.array([0.0, 1.0, 5.0, 2.0], dtype=np.single)  # argmax 2 is even: no mask
+    assert choose_token(allowed_best, checker, Sampling(), rng) == 2 and checker.full_masks == 0
+    refused_best = np.array([0.0, 9.0, 5.0, 7.0], dtype=np.single)  # argmax 1 is odd: masked argmax 2
+    assert choose_token(refused_best, checker, Sampling(), rng) == 2 and checker.full_masks == 1
+    hot = Sampling(temperature=1.0, top_k=0, top_p=1.0)
+    picks = {choose_token(refused_best, checker, hot, rng) for _ in range(200)}
+    assert picks <= {0, 2} and checker.full_masks <= 201  # sampling never leaves the grammar
+
+
+def test_importing_tether_and_its_backends_loads_neither_llama_cpp_nor_numpy() -> None:
+    factory: CheckerFactory = llama_cpp_checker  # mypy checks that llama.cpp's engine fits the seam
+    assert callable(factory)
+    code = (
+        "import sys, tether, tether.engine.backends.llama_cpp\nprint(sorted({'numpy', 'llama_cpp'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.model
+def test_the_backend_decodes_through_the_checker_it_is_given() -> None:
+    built: list[str] = []
+
+    def counting_checker(llm: object, gbnf: str) -> TokenChecker:
+        built.append(gbnf)
+        return llama_cpp_checker(llm, gbnf)
+
+    backend = LlamaCppBackend(default_model_path(), checker=counting_checker, n_ctx=1024)
+    grammar = compose_step_grammar(resolve_tools(["calculate"]))
+    text, _ = _complete(backend, "Question: What is 2 + 2?\n", grammar.gbnf, forced=grammar.forced_text)
+    grammar.parse(text)
+    assert built == [grammar.gbnf]

@@ -231,15 +231,16 @@ def test_the_installed_qwen_model_loads_and_answers() -> None:
     path = model_zoo.cached_path("qwen2.5-coder-0.5b")
     if not path.is_file():
         pytest.skip(f"qwen2.5-coder-0.5b is not installed in {path.parent} (tether models install qwen2.5-coder-0.5b)")
-    from tether.engine.backends.base import Message, Sampling, StreamStats
+    from tether.engine.backends.base import Message, Sampling
+    from tether.engine.protocol import TokenCounts
     from tether.models import load_backend
 
     backend = load_backend("qwen2.5-coder-0.5b", n_ctx=512)
-    assert backend.model_path == path and backend.family == "qwen2"
+    assert backend.model_path == path and backend.architecture == "qwen2"
     prompt = backend.format_chat([Message(role="user", content="What is the capital of France? One word.")])
     assert prompt is not None and "<|im_start|>user" in prompt
     grammar = 'root ::= "Paris" | "London" | "Rome" | "Berlin"'
-    stream = backend.stream(prompt, grammar=grammar, max_tokens=8, sampling=Sampling(), stats=StreamStats())
+    stream = backend.stream(prompt, grammar=grammar, max_tokens=8, sampling=Sampling(), stats=TokenCounts())
     assert "".join(stream) == "Paris"
 
 

@@ -35,8 +35,9 @@ from fakeservers import (
 )
 
 from tether import Agent, Limits, Mode, StopReason, Trace
-from tether.engine.backends.base import Sampling, StreamStats
+from tether.engine.backends.base import Sampling
 from tether.engine.backends.openai_server import MAX_REPLY_BYTES, OpenAIServerBackend
+from tether.engine.protocol import TokenCounts
 from tether.errors import BackendError, ConfigError
 from tether.models import default_model_path
 from tether.tools import resolve_tools
@@ -79,7 +80,7 @@ def agent(url: str, mode: Mode = Mode.CONSTRAINED, limits: Limits | None = None,
 
 def complete(backend: OpenAIServerBackend, *, max_tokens: int = 64, deadline: float | None = None) -> str:
     """One completion through `backend.stream`, as the controller asks for it."""
-    stats = StreamStats()
+    stats = TokenCounts()
     stream = backend.stream("Question: q\n", grammar=None, max_tokens=max_tokens, sampling=Sampling(), stats=stats,
                             deadline=deadline)  # fmt: skip
     return "".join(stream)

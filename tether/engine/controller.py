@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tether.engine.backends.base import Backend, Sampling, StreamStats
+from tether.engine.backends.base import Backend, Sampling
 from tether.engine.events import (
     ActionParsed,
     Event,
@@ -24,7 +24,7 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
-from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, Trace
+from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, TokenCounts, Trace
 from tether.engine.run_state import RunState, bind_run_state
 from tether.errors import (
     BackendError,
@@ -182,7 +182,7 @@ class _Run:
         agent = self.agent
         grammar = agent.grammars[restriction]
         prompt = render_prompt(agent.backend, self.trace.question, self.trace.steps, agent.tools, agent.prompt_style)
-        stats = StreamStats()
+        stats = TokenCounts()  # the backend fills it in; it becomes the step's record
         began = time.monotonic()
         pieces: list[str] = []
         length = 0
@@ -223,15 +223,10 @@ class _Run:
             if close is not None:
                 close()
         text = "".join(pieces)
-        step = Step(index=index, raw_text=text, restriction=restriction)
+        step = Step(index=index, raw_text=text, restriction=restriction, tokens=stats)
         step.truncated = not text.endswith("\n") and (
             cut or stats.sampled + stats.forced >= agent.limits.max_step_tokens
         )
-        step.tokens.prompt = stats.prompt_tokens
-        step.tokens.prompt_evaluated = stats.prompt_evaluated
-        step.tokens.sampled = stats.sampled
-        step.tokens.forced = stats.forced
-        step.tokens.full_masks = stats.full_masks
         step.timing.decode_s = time.monotonic() - began
         if timed_out:
             step.error = "the run's time limit was reached while the step was being decoded"

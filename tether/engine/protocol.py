@@ -66,6 +66,8 @@ class Restriction(str, Enum):
 
 
 class TokenCounts(BaseModel):
+    """A step's token counts: the backend fills them in while it streams, the Step keeps them."""
+
     prompt: int = 0  # tokens in the prompt the step was decoded from
     prompt_evaluated: int = 0  # of those, tokens the model evaluated (the rest came from its cache)
     sampled: int = 0  # tokens the decoder sampled for the step

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from tether.engine.protocol import TokenCounts
+
 __all__ = ["Backend", "ForcedText", "Message", "Sampling", "StreamStats"]
 
 ForcedText = Callable[[str], str]
@@ -31,14 +33,9 @@ class Sampling(BaseModel):
     seed: int = 0
 
 
-class StreamStats(BaseModel):
-    """What the backend learnt about the last stream: filled in while it runs."""
-
-    prompt_tokens: int = 0  # tokens in the whole prompt
-    prompt_evaluated: int = 0  # of those, tokens the model had to evaluate (the rest came from cache)
-    sampled: int = 0  # tokens the model sampled
-    forced: int = 0  # tokens appended because the grammar allowed nothing else (no sampling)
-    full_masks: int = 0  # sampled tokens the grammar refused, so the full-vocabulary mask was computed
+StreamStats = TokenCounts
+"""What a backend counts while it streams is what the Step records: one record, `TokenCounts`, which the
+controller hands to `stream` and then keeps as the step's `tokens`."""
 
 
 @runtime_checkable
@@ -51,8 +48,9 @@ class Backend(Protocol):
     def name(self) -> str: ...
 
     @property
-    def family(self) -> str | None:
-        """The model's architecture ("llama", "qwen2", ...), which picks the measured prompt style; None if unknown."""
+    def architecture(self) -> str | None:
+        """The model's GGUF architecture ("llama", "qwen2", ...), which picks the measured prompt style;
+        None if unknown. Not a chat family (`ModelSpec.family`): one architecture serves several."""
         ...
 
     def format_chat(self, messages: Sequence[Message]) -> str | None:
@@ -66,7 +64,7 @@ class Backend(Protocol):
         grammar: str | None,
         max_tokens: int,
         sampling: Sampling,
-        stats: StreamStats,
+        stats: TokenCounts,
         forced: ForcedText | None = None,
         deadline: float | None = None,
     ) -> Iterator[str]: ...

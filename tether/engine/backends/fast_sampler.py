@@ -1,86 +1,23 @@
 """Grammar-constrained sampling at (almost) the cost of unconstrained sampling.
 
 llama-cpp-python's built-in chain applies the grammar to the whole vocabulary at every token. Here
-the token is chosen first from the raw logits and only that one token is checked against llama.cpp's
-grammar engine; the full mask is computed only when the check fails (what llama.cpp's own `common`
-sampler does). Under greedy decoding the result is the same token the full mask would give: masking
-only removes tokens, so an allowed argmax is the masked argmax. Under temperature sampling, resampling
-from the masked distribution after a rejection gives exactly the masked, renormalised distribution.
+the token is chosen first from the raw logits and only that one token is checked against the grammar
+engine (a `TokenChecker`); the full mask is computed only when the check fails (what llama.cpp's own
+`common` sampler does). Under greedy decoding the result is the same token the full mask would give:
+masking only removes tokens, so an allowed argmax is the masked argmax. Under temperature sampling,
+resampling from the masked distribution after a rejection gives exactly the masked, renormalised
+distribution.
 """
 
 from __future__ import annotations
-
-import ctypes
-import math
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from tether.engine.backends.base import Sampling
-from tether.errors import GrammarError
+from tether.engine.backends.checker import TokenChecker
 
-__all__ = ["GrammarChecker", "choose_token"]
-
-_NEG_INF = -math.inf
-
-
-class GrammarChecker:
-    """llama.cpp's grammar engine used as a checker: one token at a time, the full mask on demand."""
-
-    def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
-        import llama_cpp
-
-        self._lib = llama_cpp
-        self._sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
-        if not self._sampler:
-            raise GrammarError("llama.cpp refused the grammar")
-        self._one = (llama_cpp.llama_token_data * 1)()
-        self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
-        self._n_vocab = n_vocab
-        dtype = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
-        self._all = np.zeros(n_vocab, dtype=dtype)
-        self._all_array = llama_cpp.llama_token_data_array(
-            data=self._all.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
-        )
-        self._ids = np.arange(n_vocab, dtype=np.intc)
-        self.full_masks = 0  # how often the cheap check failed and the full mask was needed
-
-    def allows(self, token: int) -> bool:
-        self._one[0] = self._lib.llama_token_data(id=token, logit=0.0, p=0.0)
-        self._one_array.size = 1
-        self._one_array.selected = -1
-        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
-        return bool(self._one[0].logit != _NEG_INF)
-
-    def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
-        """The logits with every token the grammar forbids set to -inf."""
-        self.full_masks += 1
-        self._all["id"] = self._ids
-        self._all["logit"] = logits
-        self._all_array.size = self._n_vocab
-        self._all_array.selected = -1
-        self._all_array.sorted = False
-        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._all_array))
-        if self._all_array.size != self._n_vocab:  # a sampler that compacts: scatter back by id
-            out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
-            kept = self._all[: self._all_array.size]
-            out[kept["id"]] = kept["logit"]
-            return out
-        out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
-        out[self._all["id"]] = self._all["logit"]
-        return out
-
-    def accept(self, token: int) -> None:
-        self._lib.llama_sampler_accept(self._sampler, token)
-
-    def close(self) -> None:
-        if self._sampler:
-            self._lib.llama_sampler_free(self._sampler)
-            self._sampler = None
-
-    def __del__(self) -> None:
-        self.close()
+__all__ = ["choose_token"]
 
 
 def _pick(logits: npt.NDArray[np.single], sampling: Sampling, rng: np.random.Generator) -> int:
@@ -99,7 +36,7 @@ def _pick(logits: npt.NDArray[np.single], sampling: Sampling, rng: np.random.Gen
 
 
 def choose_token(
-    logits: npt.NDArray[np.single], checker: GrammarChecker | None, sampling: Sampling, rng: np.random.Generator
+    logits: npt.NDArray[np.single], checker: TokenChecker | None, sampling: Sampling, rng: np.random.Generator
 ) -> int:
     """Sample from the raw logits, check that one token, and fall back to the full mask if refused."""
     token = _pick(logits, sampling, rng)

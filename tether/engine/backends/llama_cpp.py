@@ -1,4 +1,7 @@
-"""In-process inference with llama-cpp-python: one `Llama` reused across steps, grammar sampling."""
+"""In-process inference with llama-cpp-python: one `Llama` reused across steps, grammar sampling.
+
+Importing this module loads neither llama-cpp-python nor numpy (the `llama` extra): they load when a
+backend is built, so `import tether` works in an install that only talks to servers."""
 
 from __future__ import annotations
 
@@ -13,10 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
-from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
-from tether.engine.backends.fast_sampler import GrammarChecker, choose_token
+from tether.engine.backends.base import ForcedText, Message, Sampling
+from tether.engine.backends.checker import CheckerFactory
+from tether.engine.protocol import TokenCounts
 from tether.errors import ConfigError, ContextOverflow, ModelFileError
 
 if TYPE_CHECKING:
@@ -172,6 +174,10 @@ class LlamaCppBackend:
     a fallback to the raw prompt style. Each later render runs in the same kind of child (one per new
     conversation opening; the result is cached, as the controller asks for the same opening each step),
     and fails the same way.
+
+    `sampler="fast"` decodes with tether's loop (fast_sampler), asking the grammar engine that
+    `checker` builds (default: llama.cpp's, `llama_cpp_checker`) about each sampled token;
+    `"builtin"` uses llama-cpp-python's own chain, the reference that masks every token.
     """
 
     def __init__(
@@ -181,11 +187,17 @@ class LlamaCppBackend:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         sampler: Literal["fast", "builtin"] = "fast",
+        checker: CheckerFactory | None = None,
         template_time_limit_s: float = 5.0,
     ) -> None:
         if sampler not in ("fast", "builtin"):
             raise ConfigError(f"unknown sampler {sampler!r}: use 'fast' or 'builtin'")
         self.sampler = sampler
+        if checker is None:
+            from tether.engine.backends.llama_cpp_checker import llama_cpp_checker
+
+            checker = llama_cpp_checker
+        self.checker = checker
         self.model_path = check_model_file(model_path)
         self.template_time_limit_s = template_time_limit_s
         self._templates, self._bos, self._eos = _read_chat_templates(self.model_path)
@@ -210,7 +222,7 @@ class LlamaCppBackend:
         return self.model_path.name
 
     @property
-    def family(self) -> str | None:
+    def architecture(self) -> str | None:
         architecture = self._llm.metadata.get("general.architecture")
         return str(architecture) if architecture else None
 
@@ -258,7 +270,7 @@ class LlamaCppBackend:
         grammar: str | None,
         max_tokens: int,
         sampling: Sampling,
-        stats: StreamStats,
+        stats: TokenCounts,
         forced: ForcedText | None = None,
         deadline: float | None = None,
     ) -> Iterator[str]:
@@ -268,7 +280,7 @@ class LlamaCppBackend:
                 f"prompt of {len(tokens)} tokens plus {max_tokens} new ones exceeds the context of "
                 f"{self._llm.n_ctx()} tokens"
             )
-        stats.prompt_tokens = len(tokens)
+        stats.prompt = len(tokens)
         reuse = self._cached_prefix(tokens)
         stats.prompt_evaluated = len(tokens) - reuse
         if self.sampler == "builtin":
@@ -291,15 +303,18 @@ class LlamaCppBackend:
         grammar: str | None,
         max_tokens: int,
         sampling: Sampling,
-        stats: StreamStats,
+        stats: TokenCounts,
         forced: ForcedText | None,
     ) -> Iterator[str]:
         """Tether's own loop: check-one-token grammar sampling, forced text appended without sampling."""
         import llama_cpp
+        import numpy as np
+
+        from tether.engine.backends.fast_sampler import choose_token
 
         llm = self._llm
         n_vocab = llm.n_vocab()
-        checker = GrammarChecker(llm._model.vocab, grammar, n_vocab) if grammar else None
+        checker = self.checker(llm, grammar) if grammar else None
         rng = np.random.default_rng(sampling.seed)
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text = ""
@@ -336,7 +351,7 @@ class LlamaCppBackend:
                 checker.close()
 
     def _generate_builtin(
-        self, tokens: list[int], grammar: str | None, max_tokens: int, sampling: Sampling, stats: StreamStats
+        self, tokens: list[int], grammar: str | None, max_tokens: int, sampling: Sampling, stats: TokenCounts
     ) -> Iterator[str]:
         """llama-cpp-python's own chain (the grammar masks the whole vocabulary every token): the reference."""
         llm = self._llm

@@ -26,7 +26,8 @@ from typing import Any, Literal
 import requests
 import urllib3
 
-from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
+from tether.engine.backends.base import ForcedText, Message, Sampling
+from tether.engine.protocol import TokenCounts
 from tether.errors import BackendError, ConfigError
 from tether.text import clean_text
 
@@ -91,7 +92,7 @@ class OpenAIServerBackend:
         return f"{self.model or 'server'}@{self.base_url}"
 
     @property
-    def family(self) -> str | None:
+    def architecture(self) -> str | None:
         return None  # unknown behind a server: prompting falls back to raw completion
 
     def format_chat(self, messages: Sequence[Message]) -> str | None:
@@ -124,7 +125,7 @@ class OpenAIServerBackend:
         grammar: str | None,
         max_tokens: int,
         sampling: Sampling,
-        stats: StreamStats,
+        stats: TokenCounts,
         forced: ForcedText | None = None,
         deadline: float | None = None,
     ) -> Iterator[str]:
@@ -139,7 +140,7 @@ class OpenAIServerBackend:
         if len(text) > budget:
             text = text[:budget]
             sampled = max(sampled, max_tokens)  # the controller then records the step as truncated
-        stats.prompt_tokens = stats.prompt_evaluated = prompt_tokens
+        stats.prompt = stats.prompt_evaluated = prompt_tokens
         stats.sampled = sampled
         return iter([text] if text else [])
 

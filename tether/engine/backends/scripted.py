@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
+from tether.engine.backends.base import ForcedText, Message, Sampling
+from tether.engine.protocol import TokenCounts
 
 __all__ = ["ScriptedBackend"]
 
 
 class ScriptedBackend:
-    """The fake model of the unit tests. `enqueue()` the texts it should produce, in order; each
+    """The fake model of the unit tests, given the texts it should produce, in order; each
     `stream` call replays the next one character by character, ignoring the grammar (so the
     validator's handling of bad text can be tested too). `prompts` and `grammars` record each call."""
 
@@ -27,11 +28,8 @@ class ScriptedBackend:
         return self._name
 
     @property
-    def family(self) -> str | None:
+    def architecture(self) -> str | None:
         return None
-
-    def enqueue(self, *outputs: str) -> None:
-        self._outputs.extend(outputs)
 
     def format_chat(self, messages: Sequence[Message]) -> str | None:
         turns = "".join(f"<|{m.role}|>\n{m.content}\n" for m in messages)
@@ -44,7 +42,7 @@ class ScriptedBackend:
         grammar: str | None,
         max_tokens: int,
         sampling: Sampling,
-        stats: StreamStats,
+        stats: TokenCounts,
         forced: ForcedText | None = None,
         deadline: float | None = None,
     ) -> Iterator[str]:
@@ -53,10 +51,10 @@ class ScriptedBackend:
         self.prompts.append(prompt)
         self.grammars.append(grammar)
         text = self._outputs.pop(0)
-        stats.prompt_tokens = stats.prompt_evaluated = len(prompt.split())
+        stats.prompt = stats.prompt_evaluated = len(prompt.split())
         return self._replay(text[:max_tokens], stats)
 
-    def _replay(self, text: str, stats: StreamStats) -> Iterator[str]:
+    def _replay(self, text: str, stats: TokenCounts) -> Iterator[str]:
         for ch in text:
             if self._delay_s:
                 time.sleep(self._delay_s)

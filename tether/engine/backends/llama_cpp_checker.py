@@ -1,0 +1,79 @@
+"""llama.cpp's own grammar engine behind the `TokenChecker` seam: the default checker of LlamaCppBackend."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tether.errors import GrammarError
+
+__all__ = ["GrammarChecker", "llama_cpp_checker"]
+
+_NEG_INF = -math.inf
+
+
+class GrammarChecker:
+    """llama.cpp's grammar engine used as a checker: one token at a time, the full mask on demand."""
+
+    def __init__(self, vocab: Any, gbnf: str, n_vocab: int) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), b"root")
+        if not self._sampler:
+            raise GrammarError("llama.cpp refused the grammar")
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._n_vocab = n_vocab
+        dtype = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+        self._all = np.zeros(n_vocab, dtype=dtype)
+        self._all_array = llama_cpp.llama_token_data_array(
+            data=self._all.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
+        )
+        self._ids = np.arange(n_vocab, dtype=np.intc)
+        self.full_masks = 0  # how often the cheap check failed and the full mask was needed
+
+    def allows(self, token: int) -> bool:
+        self._one[0] = self._lib.llama_token_data(id=token, logit=0.0, p=0.0)
+        self._one_array.size = 1
+        self._one_array.selected = -1
+        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
+        return bool(self._one[0].logit != _NEG_INF)
+
+    def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        """The logits with every token the grammar forbids set to -inf."""
+        self.full_masks += 1
+        self._all["id"] = self._ids
+        self._all["logit"] = logits
+        self._all_array.size = self._n_vocab
+        self._all_array.selected = -1
+        self._all_array.sorted = False
+        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._all_array))
+        if self._all_array.size != self._n_vocab:  # a sampler that compacts: scatter back by id
+            out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
+            kept = self._all[: self._all_array.size]
+            out[kept["id"]] = kept["logit"]
+            return out
+        out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
+        out[self._all["id"]] = self._all["logit"]
+        return out
+
+    def accept(self, token: int) -> None:
+        self._lib.llama_sampler_accept(self._sampler, token)
+
+    def close(self) -> None:
+        if self._sampler:
+            self._lib.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def llama_cpp_checker(llm: Any, gbnf: str) -> GrammarChecker:
+    """The `CheckerFactory` for llama.cpp's engine, over the vocabulary of the `Llama` being decoded."""
+    return GrammarChecker(llm._model.vocab, gbnf, llm.n_vocab())
