@@ -16,18 +16,12 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tether import Agent, Limits
+from tether.engine.backends.local_server import llama_cpp_server
 from tether.engine.backends.openai_server import OpenAIServerBackend
 from tether.models import resolve_model
 from tether.tools import resolve_tools
@@ -47,34 +41,6 @@ QUESTIONS = [
     "How many seconds are in 2 hours?",
     "What is 250 - 75 * 2?",
 ]
-
-
-@contextmanager
-def llama_server(model: Path, threads: int) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", "4096", "--n_threads", str(threads), "--verbose", "False",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/v1/models", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not start")
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 async def _run_all(agent: Agent, questions: list[str], concurrency: int) -> list[float]:
@@ -121,7 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     levels = [int(n) for n in args.concurrency.split(",")]
-    with llama_server(resolve_model(args.model), args.threads) as url:
+    with llama_cpp_server(resolve_model(args.model), threads=args.threads) as url:
         rows = bench(url, QUESTIONS[: args.questions], levels)
     print(f"\n{'concurrency':>11}{'questions':>10}{'wall s':>9}{'q/min':>8}{'mean latency s':>16}{'speedup':>9}")
     for r in rows:

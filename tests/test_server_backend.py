@@ -9,18 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from fakeservers import (
     FakeServer,
     HangUpServer,
@@ -36,6 +31,7 @@ from fakeservers import (
 
 from tether import Agent, Limits, Mode, StopReason, Trace
 from tether.engine.backends.base import Sampling
+from tether.engine.backends.local_server import llama_cpp_server
 from tether.engine.backends.openai_server import MAX_REPLY_BYTES, OpenAIServerBackend
 from tether.engine.protocol import TokenCounts
 from tether.errors import BackendError, ConfigError
@@ -362,46 +358,14 @@ def test_s2_a_good_url_is_normalised() -> None:
 # ---------------------------------------------------------------- the real llama_cpp.server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python -m llama_cpp.server` with SmolLM2 on 127.0.0.1, for this module's tests."""
     pytest.importorskip("llama_cpp.server.app", reason="needs the llama-cpp-python[server] extra")
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", "4096", "--n_threads", str(min(2, os.cpu_count() or 1)), "--verbose", "False",
-        "--n_batch", "1", "--n_ubatch", "1",  # token by token: logits then do not depend on which prefix was cached
-    ]  # fmt: skip
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if requests.get(f"{url}/v1/models", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not start: {Path(log).read_text()[-2000:]}")
-            time.sleep(0.3)
+    token_by_token = ("--n_batch", "1", "--n_ubatch", "1")  # logits then do not depend on which prefix was cached
+    with llama_cpp_server(default_model_path(), extra_args=token_by_token, start_timeout_s=90, log=log) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.mark.model
