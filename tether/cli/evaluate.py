@@ -1,12 +1,8 @@
-"""The `tether eval` command: options in, a progress bar while it runs, reports out.
-
-Kept here rather than in tether/cli.py so the harness is one package; tether/cli.py registers it.
-"""
+"""`tether eval`: options in, a progress bar while it runs, reports out (the harness: tether.evaluation)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +11,10 @@ from typing import Literal
 
 import click
 
+from tether.cli._options import default_of, server_options
+from tether.engine.backends.openai_server import ServerKind
 from tether.engine.protocol import Mode
+from tether.evaluation.runner import EvalConfig
 
 __all__ = ["evaluate"]
 
@@ -27,18 +26,38 @@ __all__ = ["evaluate"]
 )
 @click.option("--mode", type=click.Choice(["constrained", "free", "both"]), default="both", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="the first N questions of each dataset")
-@click.option("--max-steps", type=click.IntRange(1, 100), default=6, show_default=True)
-@click.option("--max-step-tokens", type=click.IntRange(min=16), default=256, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--time-limit", type=click.FloatRange(min=0.1), default=120.0, show_default=True, help="seconds per question"
+    "--max-steps", type=click.IntRange(1, 100), default=default_of(EvalConfig, "max_steps"), show_default=True
+)
+@click.option(
+    "--max-step-tokens",
+    type=click.IntRange(min=16),
+    default=default_of(EvalConfig, "max_step_tokens"),
+    show_default=True,
+)
+@click.option("--seed", type=int, default=default_of(EvalConfig, "seed"), show_default=True)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=default_of(EvalConfig, "time_limit_s"),
+    show_default=True,
+    help="seconds per question",
 )
 @click.option("--format", "dataset_format", type=click.Choice(["hotpotqa", "gsm8k", "qa"]), help="default: detected")
-@click.option("--prompt-style", type=click.Choice(["auto", "chat", "raw"]), default="auto", show_default=True)
-@click.option("--out", type=click.Path(), default="eval-results", show_default=True, help="results folder (resumes)")
-@click.option("--server", help="an OpenAI-compatible server's base URL; --model then names the served model")
-@click.option("--server-kind", type=click.Choice(["llama-cpp", "vllm"]), default="llama-cpp", show_default=True)
-@click.option("--api-key-env", default="TETHER_API_KEY", show_default=True, help="the variable holding the API key")
+@click.option(
+    "--prompt-style",
+    type=click.Choice(["auto", "chat", "raw"]),
+    default=default_of(EvalConfig, "prompt_style"),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=str(default_of(EvalConfig, "out")),
+    show_default=True,
+    help="results folder (resumes)",
+)
+@server_options
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="questions at once (--server)"
 )
@@ -55,21 +74,21 @@ def evaluate(
     prompt_style: Literal["auto", "chat", "raw"],
     out: str,
     server: str | None,
-    server_kind: Literal["llama-cpp", "vllm"],
-    api_key_env: str,
+    server_kind: ServerKind,
+    api_key: str | None,
     concurrency: int,
 ) -> None:
     """Run the agent over DATASETS (HotpotQA JSON, GSM8K JSONL, {question, answer} JSONL) and score it.
 
     Re-running with the same --out skips the questions already answered there."""
     from tether.evaluation.report import markdown_table, write_reports
-    from tether.evaluation.runner import EvalConfig, run_eval
+    from tether.evaluation.runner import run_eval
 
     if concurrency > 1 and server is None:
         raise click.UsageError("--concurrency needs --server: an in-process model decodes one question at a time")
     config = EvalConfig(
         datasets=tuple(Path(d) for d in datasets),
-        models=models or ("smollm2-135m",),
+        models=models or default_of(EvalConfig, "models"),
         modes=(Mode.CONSTRAINED, Mode.FREE) if mode == "both" else (Mode(mode),),
         format=dataset_format,
         limit=limit,
@@ -81,7 +100,7 @@ def evaluate(
         out=Path(out),
         server=server,
         server_kind=server_kind,
-        api_key=os.environ.get(api_key_env),
+        api_key=api_key,
         concurrency=concurrency,
     )
     began = time.monotonic()
