@@ -1,0 +1,120 @@
+"""`tether ask`: one question, its run shown live (or printed as a Trace)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tether.cli._options import TOOLS_HELP, default_of, finite, server_options, terminal_safe, tool_names
+from tether.engine.backends.openai_server import ServerKind
+from tether.engine.controller import Agent, Limits
+from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
+from tether.engine.protocol import Mode, Restriction, StopReason, Trace
+from tether.errors import BackendError
+from tether.text import clean_text
+from tether.tools import DEFAULT_TOOL_NAMES, resolve_tools
+
+__all__ = ["ask", "run_question"]
+
+
+@click.command()
+@click.argument("question")
+@click.option("--model", help="a GGUF file or an installed model name (default: embedded SmolLM2-135M)")
+@click.option("--max-steps", type=click.IntRange(1, 100), default=default_of(Limits, "max_steps"), show_default=True)
+@click.option("--tools", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=TOOLS_HELP)
+@click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=default_of(Limits, "time_limit_s"),
+    show_default=True,
+    callback=finite,
+    help="seconds per run",
+)
+@click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
+@server_options
+@click.option(
+    "--act-first/--answer-first",
+    default=default_of(Limits, "act_first"),
+    show_default=True,
+    help="whether the first step must call a tool (small models otherwise answer from memory)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
+def ask(
+    question: str,
+    model: str | None,
+    max_steps: int,
+    tools: str,
+    no_grammar: bool,
+    time_limit: float,
+    kb: str | None,
+    server: str | None,
+    server_kind: ServerKind,
+    api_key: str | None,
+    act_first: bool,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens.
+
+    Exits 0 when the run ends (answered or stopped by a limit), 1 with the reason on stderr when the
+    server failed (stop reason backend_error) or on another error, 2 on bad options, 130 on Ctrl-C."""
+    from tether.models import build_backend
+
+    question = clean_text(question)  # undecodable argv bytes arrive as lone surrogates
+    registry = resolve_tools(tool_names(tools), kb=kb)
+    backend = build_backend(model, server=server, server_kind=server_kind, api_key=api_key, time_limit_s=time_limit)
+    agent = Agent(
+        backend,
+        registry,
+        limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first),
+        mode=Mode.FREE if no_grammar else Mode.CONSTRAINED,
+    )
+    run_question(agent, question, as_json=as_json)
+
+
+def run_question(agent: Agent, question: str, *, as_json: bool = False) -> Trace:
+    """What `ask` does once its agent is built: run, print the live view (or the Trace as JSON), and
+    raise BackendError with the reason when the server failed. Tests drive it with a ScriptedBackend."""
+    trace = agent.run(question, on_event=None if as_json else live_view)
+    if as_json:
+        click.echo(trace.model_dump_json(indent=2))
+    if trace.stop_reason is StopReason.BACKEND_ERROR:
+        reason = trace.steps[-1].error if trace.steps and trace.steps[-1].error else "the server failed"
+        raise BackendError(reason)
+    return trace
+
+
+_NOTES = {
+    Restriction.ALL: "",
+    Restriction.TOOLS_ONLY_FIRST_STEP: " (a tool first)",
+    Restriction.ANSWER_ONLY_LAST_STEP: " (last step: only `answer:`)",
+    Restriction.ANSWER_ONLY_LOOP: " (after a loop: only `answer:`)",
+}
+
+
+def live_view(event: Event) -> None:
+    """Print a run as it happens: the model's text streamed, then each observation."""
+    if isinstance(event, StepStarted):
+        click.secho(f"── step {event.index + 1}{_NOTES[event.restriction]}", fg="cyan", err=False)
+    elif isinstance(event, TextDelta):
+        click.echo(terminal_safe(event.text), nl=False)
+        sys.stdout.flush()
+    elif isinstance(event, StepFailed):
+        click.secho(f"\n[invalid step] {terminal_safe(event.error)}", fg="red")
+    elif isinstance(event, ObservationMade):
+        click.secho(f"Observation: {terminal_safe(event.observation)}", fg="green")
+    elif isinstance(event, ActionParsed):
+        pass
+    elif isinstance(event, RunFinished):
+        _summary(event.trace)
+
+
+def _summary(trace: Trace) -> None:
+    click.echo()
+    answer = terminal_safe(trace.answer) if trace.answer is not None else "(no answer)"
+    click.secho(f"Answer: {answer}", bold=True)
+    click.echo(
+        f"stop: {trace.stop_reason.value if trace.stop_reason else '?'} · {len(trace.steps)} steps · "
+        f"{trace.parse_failures} invalid · {trace.elapsed_s:.1f}s"
+    )
