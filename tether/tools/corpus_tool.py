@@ -29,16 +29,24 @@ import threading
 from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
-from tether.engine.prompt import sanitise_observation
 from tether.engine.run_state import RunLocal
 from tether.errors import ConfigError, ToolError
-from tether.tools._lookup import OpenPage
+from tether.tools._encyclopedia import (
+    LOOKUP_NEEDS_KEYWORD,
+    MAX_OPTIONS,
+    MAX_SIMILAR,
+    NO_PAGE_OPEN,
+    SEARCH_NEEDS_TEXT,
+    OpenPage,
+    ambiguous,
+    nothing_matches,
+    page_text,
+    similar,
+)
 from tether.tools.base import Tool
 
 __all__ = ["CorpusSession", "make_corpus_tools"]
 
-_MAX_SIMILAR = 5
-_MAX_OPTIONS = 8
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 
 
@@ -59,17 +67,11 @@ class CorpusSession:
         self._lock = threading.Lock()
         self._open: RunLocal[OpenPage[Document]] = RunLocal(OpenPage)
 
-    def _line(self, text: str) -> str:
-        return sanitise_observation(text, self.max_chars)
-
-    def _titles(self, titles: list[str], limit: int) -> str:
-        return "; ".join(sanitise_observation(t, 80) for t in list(dict.fromkeys(titles))[:limit])
-
     def search(self, query: str) -> str:
         """Observation for `wikipedia: <query>`; remembers the page opened for `lookup`."""
         query = " ".join(query.split()).strip(_QUOTES).strip()
         if not query:
-            raise ToolError("wikipedia needs a page title or topic, e.g. wikipedia: France")
+            raise ToolError(SEARCH_NEEDS_TEXT)
         state = self._open.get()
         with self._lock:
             search = state.begin_search()
@@ -84,24 +86,19 @@ class CorpusSession:
             same = self.corpus.titles_with_key(query)
             doc = self.corpus.get(same[0]) if same else None
         if doc is None:
-            variants = self.corpus.titles_with_base(query, limit=_MAX_OPTIONS + 1)
+            variants = self.corpus.titles_with_base(query, limit=MAX_OPTIONS + 1)
             if len(variants) > 1:
-                options = self._titles(variants, _MAX_OPTIONS)
-                return self._line(f"{query!r} is ambiguous; it may refer to: {options}."), None
+                return ambiguous(query, variants, self.max_chars), None
             doc = self.corpus.get(variants[0]) if variants else None
         if doc is None:
-            hits = self.corpus.search(query, k=_MAX_SIMILAR)
+            hits = self.corpus.search(query, k=MAX_SIMILAR)
             if not hits:
-                raise ToolError(
-                    sanitise_observation(f"wikipedia: nothing in the offline encyclopedia matches {query!r}; "
-                                         "try other words")
-                )  # fmt: skip
+                raise ToolError(nothing_matches(query, "in the offline encyclopedia"))
             if self._names(query, hits[0].title):
                 doc = self.corpus.get(hits[0].title)
             if doc is None:
-                similar = self._titles([h.title for h in hits], _MAX_SIMILAR)
-                return self._line(f"No page titled {query!r}. Similar: {similar}."), None
-        return self._line(f"{doc.title}: {self._first_sentences(doc, len(doc.title) + 2)}"), doc
+                return similar(query, [h.title for h in hits], self.max_chars), None
+        return page_text(doc.title, doc.sentences, self.max_chars, self.max_sentences, titled=True), doc
 
     @staticmethod
     def _names(query: str, title: str) -> bool:
@@ -110,29 +107,18 @@ class CorpusSession:
         base = _content_words(base_title(title))
         return len(_content_words(query) & base) >= max(1, (len(base) + 1) // 2)
 
-    def _first_sentences(self, doc: Document, used: int) -> str:
-        chosen: list[str] = []
-        length = used
-        for sentence in doc.sentences[: self.max_sentences]:
-            if chosen and length + 1 + len(sentence) > self.max_chars:
-                break
-            chosen.append(sentence)
-            length += len(sentence) + 1
-        return " ".join(chosen)
-
     def lookup(self, keyword: str) -> str:
         """Observation for `lookup: <keyword>`: the next sentence of the open page containing it
         (case- and accent-insensitive), as "(Result i/n) sentence"."""
         keyword = " ".join(keyword.split()).strip(_QUOTES).strip()
         if not keyword:
-            raise ToolError("lookup needs a keyword, e.g. lookup: population")
+            raise ToolError(LOOKUP_NEEDS_KEYWORD)
         state = self._open.get()
         with self._lock:
             page = state.page
             if page is None:
-                raise ToolError("lookup: no page is open; open one with wikipedia first")
-            found = state.cursor.next(page.title, page.sentences, keyword, fold_text)
-        return self._line(found)
+                raise ToolError(NO_PAGE_OPEN)
+            return state.cursor.next(page.title, page.sentences, keyword, fold=fold_text, max_chars=self.max_chars)
 
 
 def make_corpus_tools(

@@ -33,7 +33,17 @@ from typing import Any
 from tether.engine.run_state import RunLocal
 from tether.errors import ConfigError, ToolError
 from tether.tools import _http
-from tether.tools._lookup import OpenPage
+from tether.tools._encyclopedia import (
+    LOOKUP_NEEDS_KEYWORD,
+    MAX_SIMILAR,
+    NO_PAGE_OPEN,
+    SEARCH_NEEDS_TEXT,
+    OpenPage,
+    ambiguous,
+    nothing_matches,
+    page_text,
+    similar,
+)
 from tether.tools.base import Tool
 
 __all__ = ["lookup", "make_wikipedia_tool", "make_wikipedia_tools", "wikipedia", "wikipedia_api_url"]
@@ -43,8 +53,6 @@ _LANG = re.compile(r"[a-z][a-z0-9-]{1,15}\Z")
 _BAD_TITLE_CHARS = set("#<>[]|{}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADING = re.compile(r"\s*=+[^=].*=+\s*\Z")
-_MAX_OPTIONS = 8
-_MAX_SIMILAR = 5
 USER_AGENT = "tether/0.1 (grammar-constrained ReAct agent; python wikipedia/1.4.0)"
 
 
@@ -159,22 +167,6 @@ def _sentences(text: str) -> list[str]:
     return [" ".join(group) for group in groups]
 
 
-def _first_sentences(text: str, max_chars: int, max_sentences: int) -> str:
-    chosen: list[str] = []
-    length = 0
-    for sentence in _sentences(text)[:max_sentences]:
-        if chosen and length + 1 + len(sentence) > max_chars:
-            break
-        chosen.append(sentence)
-        length += len(sentence) + 1
-    return " ".join(chosen)
-
-
-def _titles(titles: list[str], limit: int) -> str:
-    unique = list(dict.fromkeys(t.strip() for t in titles if t and t.strip()))
-    return "; ".join(_http.one_line(t, 80) for t in unique[:limit])
-
-
 # --- the tools -----------------------------------------------------------------------------------------------------
 
 
@@ -241,7 +233,7 @@ class WikipediaSession:
         """Observation for `wikipedia: <query>`; remembers the page found for `lookup`."""
         query = query.strip()
         if not query:
-            raise ToolError("wikipedia needs a page title or topic, e.g. wikipedia: France")
+            raise ToolError(SEARCH_NEEDS_TEXT)
         bad = sorted(_BAD_TITLE_CHARS & set(query))
         if bad:
             raise ToolError(f"wikipedia: titles cannot contain {' '.join(bad)}; search a plain title")
@@ -259,48 +251,45 @@ class WikipediaSession:
         except wp.DisambiguationError as exc:
             return self._ambiguous(exc), None
         except wp.PageError:
-            titles: list[str] = wp.search.fn(query, results=_MAX_SIMILAR)  # .fn: not the process-wide cache
+            titles: list[str] = wp.search.fn(query, results=MAX_SIMILAR)  # .fn: not the process-wide cache
             exact = next((t for t in titles if t.casefold() == query.casefold() and t != query), None)
             if exact is None:
                 if not titles:
-                    raise ToolError(f"wikipedia: nothing on Wikipedia matches {query!r}; try other words") from None
-                similar = _titles(titles, _MAX_SIMILAR)
-                return _http.one_line(f"No page titled {query!r}. Similar: {similar}.", self.max_chars), None
+                    raise ToolError(nothing_matches(query, "on Wikipedia")) from None
+                return similar(query, titles, self.max_chars), None
             try:
                 page = wp.WikipediaPage(exact, redirect=True)
             except wp.DisambiguationError as exc:
                 return self._ambiguous(exc), None
-        text = _first_sentences(page.summary or "", self.max_chars, self.max_sentences)
-        if not text:
+        sentences = _sentences(page.summary or "")
+        if not sentences:
             raise ToolError(_http.one_line(f"wikipedia: page {page.title!r} has no text; try a related title"))
-        if page.title.casefold() != query.casefold():
-            text = f"{page.title}: {text}"
-        return _http.one_line(text, self.max_chars), _Page(page.title, page)
+        titled = page.title.casefold() != query.casefold()  # name the page only if it is not the one asked for
+        text = page_text(page.title, sentences, self.max_chars, self.max_sentences, titled=titled)
+        return text, _Page(page.title, page)
 
     def _ambiguous(self, exc: Any) -> str:
-        options = _titles(list(exc.options), _MAX_OPTIONS)
-        if not options:
-            return _http.one_line(f"{exc.title!r} is ambiguous; search a more specific title.", self.max_chars)
-        return _http.one_line(f"{exc.title!r} is ambiguous; it may refer to: {options}.", self.max_chars)
+        return ambiguous(exc.title, list(exc.options), self.max_chars)
 
     def lookup(self, keyword: str) -> str:
         """Observation for `lookup: <keyword>`: the next sentence of the last page containing it."""
         keyword = keyword.strip()
         if not keyword:
-            raise ToolError("lookup needs a keyword, e.g. lookup: population")
+            raise ToolError(LOOKUP_NEEDS_KEYWORD)
         state = self._open.get()
         with self._lock:
             current = state.page
         if current is None:
-            raise ToolError("lookup: no page is open; open one with wikipedia first")
+            raise ToolError(NO_PAGE_OPEN)
         if current.sentences is None:
             content = self._run(lambda wp: current.page.content)
             current.sentences = _sentences(content or "")
         with self._lock:
             if state.page is not current:
                 raise ToolError("lookup: the open page changed meanwhile; try again")
-            found = state.cursor.next(current.title, current.sentences, keyword, str.casefold)
-        return _http.one_line(found, self.max_chars)
+            return state.cursor.next(
+                current.title, current.sentences, keyword, fold=str.casefold, max_chars=self.max_chars
+            )
 
 
 def make_wikipedia_tools(
