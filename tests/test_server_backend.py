@@ -10,6 +10,9 @@ import asyncio
 import dataclasses
 import json
 import re
+import shutil
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -477,3 +480,44 @@ def test_eval_at_concurrency_four_through_the_real_server_matches_sequential(
     _eval(capsys, data, llama_server, tmp_path / "one", 1)
     _eval(capsys, data, llama_server, tmp_path / "four", 4)
     assert _eval_records(tmp_path / "four") == _eval_records(tmp_path / "one")
+
+
+# ---------------------------------------------------------------- an install without the llama extra
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.install
+def test_an_install_without_the_llama_extra_answers_through_a_server(tmp_path: Path) -> None:
+    """`pip install tether` (no extras) into a fresh venv: importing tether loads neither llama.cpp nor
+    numpy, a tool with a grammar registers, and `tether ask --server` answers."""
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(ROOT / "tether", source / "tether", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python, pip = venv / "bin" / "python", ["--disable-pip-version-check", "--quiet"]
+    installed = subprocess.run(
+        [python, "-m", "pip", "install", *pip, str(source)], capture_output=True, text=True, timeout=600
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    probe = (
+        "import importlib.util, sys, tether\n"
+        "@tether.tool(example='1')\ndef echo(text: str) -> str:\n    'Echo.'\n    return text\n"
+        "assert importlib.util.find_spec('llama_cpp') is None, 'llama-cpp-python was installed'\n"
+        "assert 'llama_cpp' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n"
+    )
+    checked = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    with FakeServer(openai_mode("good")) as server:
+        asked = subprocess.run(
+            [venv / "bin" / "tether", "ask", "What is 17 * 23?", "--server", server.url, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert asked.returncode == 0, asked.stderr
+    trace = json.loads(asked.stdout)
+    assert trace["answer"] == "391" and trace["stop_reason"] == "answer"
+    assert trace["steps"][0]["observation"] == "391"  # calculate ran in the install without llama.cpp
