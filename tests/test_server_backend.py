@@ -490,7 +490,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.install
 def test_an_install_without_the_llama_extra_answers_through_a_server(tmp_path: Path) -> None:
     """`pip install tether` (no extras) into a fresh venv: importing tether loads neither llama.cpp nor
-    numpy, a tool with a grammar registers, and `tether ask --server` answers."""
+    numpy, a tool with a grammar registers, py.typed ships, and `tether ask --server` answers."""
     source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     shutil.copytree(ROOT / "tether", source / "tether", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -507,6 +507,7 @@ def test_an_install_without_the_llama_extra_answers_through_a_server(tmp_path: P
         "@tether.tool(example='1')\ndef echo(text: str) -> str:\n    'Echo.'\n    return text\n"
         "assert importlib.util.find_spec('llama_cpp') is None, 'llama-cpp-python was installed'\n"
         "assert 'llama_cpp' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)\n"
+        "import importlib.resources\nassert importlib.resources.files('tether').joinpath('py.typed').is_file()\n"
     )
     checked = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stderr[-2000:]
