@@ -167,3 +167,12 @@ def test_the_backend_decodes_through_the_checker_it_is_given() -> None:
     text, _ = _complete(backend, "Question: What is 2 + 2?\n", grammar.gbnf, forced=grammar.forced_text)
     grammar.parse(text)
     assert built == [grammar.gbnf]
+
+
+def test_the_backends_package_has_one_sorted_complete_all() -> None:
+    import tether.engine.backends as backends
+
+    assert backends.__all__ == sorted(backends.__all__) and all(hasattr(backends, n) for n in backends.__all__)
+    assert {"Backend", "LlamaCppBackend", "OpenAIServerBackend", "ScriptedBackend", "TokenChecker"} <= set(
+        backends.__all__
+    )
