@@ -29,8 +29,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from tether.engine.tool import Tool
 from tether.errors import ToolError
-from tether.tools.base import Tool
 
 __all__ = [
     "GOOD_ANSWER",

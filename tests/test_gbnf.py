@@ -33,8 +33,8 @@ from tether.engine.gbnf import (
     parse_gbnf,
 )
 from tether.engine.grammar import compose_step_grammar
+from tether.engine.tool import Tool
 from tether.errors import GrammarError, ToolRegistrationError
-from tether.tools.base import Tool
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,7 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tether import Agent, Limits, LlamaCppBackend, Mode, Restriction, Sampling, StopReason, StreamStats, Trace
+from tether import (
+    Agent,
+    Limits,
+    LlamaCppBackend,
+    Mode,
+    Restriction,
+    Sampling,
+    StopReason,
+    StreamStats,
+    Trace,
+    default_tools,
+)
 
 pytestmark = pytest.mark.model
 
@@ -57,7 +68,7 @@ def _report(mode: Mode, traces: list[Trace]) -> dict[str, object]:
 
 
 def test_constrained_runs_always_parse_and_end(smollm2: LlamaCppBackend) -> None:
-    agent = Agent(smollm2, limits=LIMITS)
+    agent = Agent(smollm2, default_tools(), limits=LIMITS)
     traces = [agent.run(q) for q in QUESTIONS]
     summary = _report(Mode.CONSTRAINED, traces)
     for trace in traces:
@@ -76,7 +87,7 @@ def test_constrained_runs_always_parse_and_end(smollm2: LlamaCppBackend) -> None
 
 
 def test_unconstrained_runs_complete(smollm2: LlamaCppBackend) -> None:
-    agent = Agent(smollm2, limits=LIMITS, mode=Mode.FREE)
+    agent = Agent(smollm2, default_tools(), limits=LIMITS, mode=Mode.FREE)
     traces = [agent.run(q) for q in QUESTIONS]
     _report(Mode.FREE, traces)  # the parse-failure count is reported, not asserted
     for trace in traces:
@@ -86,7 +97,7 @@ def test_unconstrained_runs_complete(smollm2: LlamaCppBackend) -> None:
 
 
 def test_kv_cache_is_reused_and_greedy_decoding_is_deterministic(smollm2: LlamaCppBackend) -> None:
-    grammar = Agent(smollm2).grammars[Restriction.ALL].gbnf
+    grammar = Agent(smollm2, default_tools()).grammars[Restriction.ALL].gbnf
     prompt = "Question: What is 12 * 12?\n"
 
     def stream(text: str) -> tuple[str, StreamStats]:

@@ -17,9 +17,8 @@ from fakeservers import (
     refused_port,
 )
 
-from tether.engine.controller import run_with_time_limit
+from tether.engine.tool import Tool, run_with_time_limit
 from tether.errors import ConfigError, ToolError, ToolTimeout
-from tether.tools.base import Tool
 from tether.tools.search import SearchHit, make_search_tool
 
 pytest.importorskip("ddgs")
@@ -135,7 +134,7 @@ def test_never_answering_server_under_the_controller_limit() -> None:
     with SilentServer() as silent:
         tool = ddg_tool(silent.url, timeout_s=0.5)
         with pytest.raises(ToolError) as info:
-            run_with_time_limit(tool, "capital of Australia", tool.timeout_s)
+            run_with_time_limit(lambda: tool("capital of Australia"), tool.timeout_s, name=tool.name)
         assert not isinstance(info.value, ToolTimeout)
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from tether import tool
 from tether.engine.gbnf import LARK_PRELUDE, nested_repeat_size, parse_gbnf
+from tether.engine.tool import MAX_NESTED_REPEAT_SIZE, Tool
 from tether.errors import ToolRegistrationError
-from tether.tools.base import MAX_NESTED_REPEAT_SIZE, Tool
 
 
 def make(grammar: str, example: str = "ab", **kwargs: object) -> Tool:

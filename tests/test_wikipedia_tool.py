@@ -16,9 +16,8 @@ from fakeservers import (
     refused_port,
 )
 
-from tether.engine.controller import run_with_time_limit
+from tether.engine.tool import Tool, run_with_time_limit
 from tether.errors import ConfigError, ToolError, ToolTimeout
-from tether.tools.base import Tool
 from tether.tools.wikipedia import make_wikipedia_tool, make_wikipedia_tools, wikipedia_api_url
 
 pytest.importorskip("wikipedia")
@@ -210,7 +209,7 @@ def test_never_answering_server_under_the_controller_limit() -> None:
     with SilentServer() as silent:
         wiki = make_wikipedia_tool(api_url=f"{silent.url}/w/api.php", timeout_s=0.5)
         with pytest.raises(ToolError) as info:
-            run_with_time_limit(wiki, "France", wiki.timeout_s)
+            run_with_time_limit(lambda: wiki("France"), wiki.timeout_s, name=wiki.name)
         assert not isinstance(info.value, ToolTimeout)
 
 

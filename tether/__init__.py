@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from tether.engine.backends.base import Backend, Message, Sampling, StreamStats
-from tether.engine.backends.llama_cpp import LlamaCppBackend
-from tether.engine.backends.scripted import ScriptedBackend
+from tether.engine.backends import (
+    Backend,
+    LlamaCppBackend,
+    Message,
+    OpenAIServerBackend,
+    Sampling,
+    ScriptedBackend,
+    StreamStats,
+)
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import (
     ActionParsed,
@@ -18,13 +24,17 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, Mode, Restriction, Step, StopReason, Trace
 from tether.engine.run_state import RunLocal
+from tether.engine.tool import Tool, ToolRegistry, tool
 from tether.errors import (
+    BackendError,
     ConfigError,
     ContextOverflow,
+    DatasetError,
     GrammarError,
     ModelError,
     ModelFileError,
     ParseError,
+    RecoverableError,
     TetherError,
     ToolError,
     ToolInputError,
@@ -32,15 +42,17 @@ from tether.errors import (
     ToolTimeout,
 )
 from tether.models import default_model_path, load_backend
-from tether.tools import Tool, ToolRegistry, default_tools, resolve_tools, tool
+from tether.tools import default_tools, resolve_tools
 
 __all__ = [
     "Action",
     "ActionParsed",
     "Agent",
     "Backend",
+    "BackendError",
     "ConfigError",
     "ContextOverflow",
+    "DatasetError",
     "Event",
     "GrammarError",
     "Limits",
@@ -50,7 +62,9 @@ __all__ = [
     "ModelError",
     "ModelFileError",
     "ObservationMade",
+    "OpenAIServerBackend",
     "ParseError",
+    "RecoverableError",
     "Restriction",
     "RunFinished",
     "RunLocal",

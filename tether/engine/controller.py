@@ -4,9 +4,9 @@ append the observation, and repeat until an answer, the step limit, a loop, or t
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,18 +25,10 @@ from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, TokenCounts, Trace
-from tether.engine.run_state import RunState, bind_run_state
-from tether.errors import (
-    BackendError,
-    ConfigError,
-    ContextOverflow,
-    ModelError,
-    TetherError,
-    ToolError,
-    ToolTimeout,
-)
+from tether.engine.run_state import RunState
+from tether.engine.tool import Tool, ToolRegistry, run_with_time_limit
+from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, RecoverableError, TetherError
 from tether.text import clean_text
-from tether.tools.base import Tool, ToolRegistry
 
 __all__ = ["Agent", "Limits"]
 
@@ -70,22 +62,23 @@ class Limits(BaseModel):
 
 class Agent:
     """A ReAct agent over a backend and a tool registry. `run()` returns the Trace; `iter_run()`
-    yields the same run as events while it happens."""
+    yields the same run as events while it happens.
+
+    `tools` is required (pass `[]` for none, `tether.default_tools()` for the built-in default): the
+    engine does not know the built-ins. A tool's ModelError or ToolError (any RecoverableError) and its
+    own bugs become observations; any other TetherError it raises (a ConfigError) ends the run, raised
+    to the caller."""
 
     def __init__(
         self,
         backend: Backend,
-        tools: Iterable[Tool] | ToolRegistry | None = None,
+        tools: Iterable[Tool] | ToolRegistry,
         *,
         limits: Limits | None = None,
         mode: Mode | str = Mode.CONSTRAINED,
         sampling: Sampling | None = None,
         prompt_style: PromptStyle = "auto",
     ) -> None:
-        if tools is None:
-            from tether.tools import default_tools
-
-            tools = default_tools()
         self.backend = backend
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.limits = limits or Limits()
@@ -281,9 +274,11 @@ class _Run:
             return f"error: unknown command {action.command!r}; use one of {names}"
         budget = min(tool.timeout_s, max(0.0, self.deadline - time.monotonic()))
         try:
-            return run_with_time_limit(tool, action.input, budget, self.tool_state)
-        except TetherError as exc:
+            return run_with_time_limit(partial(tool, action.input), budget, name=tool.name, state=self.tool_state)
+        except RecoverableError as exc:  # the model's or the tool's failure: the model reads it
             return f"error: {exc}"
+        except TetherError:  # a ConfigError (the setup's) or a server's failure: not the model's to fix
+            raise
         except Exception as exc:  # a tool's own bug must not end the run
             return f"error: {action.command} failed: {type(exc).__name__}: {exc}"
 
@@ -297,30 +292,3 @@ def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:
         if cut == -1:
             return False, piece
     return True, piece[: cut + 1]
-
-
-def run_with_time_limit(tool: Tool, text: str, timeout_s: float, state: RunState | None = None) -> str:
-    """Call the tool in a daemon thread, with the run's tool state bound; past `timeout_s` raise
-    ToolTimeout and leave it behind (Python cannot stop a thread). A tool that tries to end the
-    process (`sys.exit`, argparse, a KeyboardInterrupt of its own) gets a ToolError instead."""
-    outcome: list[str | BaseException] = []
-
-    def target() -> None:
-        bind_run_state(state or RunState())
-        try:
-            outcome.append(tool(text))
-        except (SystemExit, KeyboardInterrupt) as exc:
-            code = f" {exc.code}" if isinstance(exc, SystemExit) and exc.code is not None else ""
-            outcome.append(ToolError(f"{tool.name} tried to end the process ({type(exc).__name__}{code})"))
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.append(exc)
-
-    worker = threading.Thread(target=target, name=f"tether-tool-{tool.name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if not outcome:
-        raise ToolTimeout(f"{tool.name} timed out after {timeout_s:.1f}s")
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result

@@ -1,19 +1,29 @@
-"""One row of the results table: what a model did in one mode over one question set."""
+"""One question's record, and one row of the results table: what a model did in one mode over one
+question set. (The runner makes records; this module, below it, only reads them.)"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from tether.engine.protocol import Step, StopReason, Trace
+from tether.engine.protocol import Mode, Step, StopReason, Trace
+from tether.evaluation.scoring import Score
 
-if TYPE_CHECKING:
-    from tether.evaluation.runner import Record
+__all__ = ["Record", "Summary", "generated_steps", "percentile", "summarise"]
 
-__all__ = ["Summary", "generated_steps", "percentile", "summarise"]
+
+class Record(BaseModel):
+    """One question's run and score: a line of the results file."""
+
+    id: str
+    question: str
+    gold: str
+    model: str
+    mode: Mode
+    score: Score
+    trace: Trace
 
 
 class Summary(BaseModel):

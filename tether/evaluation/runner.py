@@ -31,8 +31,8 @@ from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.errors import BackendError, ConfigError
 from tether.evaluation.datasets import Dataset, Format, Question, load_dataset
-from tether.evaluation.metrics import Summary, summarise
-from tether.evaluation.scoring import Score, score_answer
+from tether.evaluation.metrics import Record, Summary, summarise
+from tether.evaluation.scoring import score_answer
 from tether.text import clean_text
 from tether.tools import resolve_tools
 
@@ -87,16 +87,6 @@ class EvalConfig(BaseModel):
             mode="json",
             include={"format", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style"},
         )
-
-
-class Record(BaseModel):
-    id: str
-    question: str
-    gold: str
-    model: str
-    mode: Mode
-    score: Score
-    trace: Trace
 
 
 def model_label(model: str) -> str:
@@ -171,7 +161,7 @@ def _run_eval(
 
         for model in config.models:
             resolve_model(model)
-    loader = load_backend or (_server_loader(config) if config.server else _load_llama_backend)
+    loader = load_backend or _backend_loader(config)
     if on_start is not None:
         on_start(_pending(config, datasets))
     summaries = []
@@ -334,13 +324,14 @@ def _records(
                 future.cancel()
 
 
-def _server_loader(config: EvalConfig) -> BackendLoader:
-    from tether.engine.backends.openai_server import OpenAIServerBackend
+def _backend_loader(config: EvalConfig) -> BackendLoader:
+    """Each model's backend, built the way `tether ask` builds its one (tether.models.build_backend)."""
+    from tether.models import build_backend
 
     def load(model: str) -> Backend:
-        return OpenAIServerBackend(
-            str(config.server), kind=config.server_kind, model=model, api_key=config.api_key,
-            timeout_s=min(120.0, config.time_limit_s),
+        return build_backend(
+            model, server=config.server, server_kind=config.server_kind, api_key=config.api_key,
+            time_limit_s=config.time_limit_s,
         )  # fmt: skip
 
     return load
@@ -372,12 +363,6 @@ def _knowledge_base(out: Path, dataset: Dataset) -> Path | None:
         kb.parent.mkdir(parents=True, exist_ok=True)
         build_corpus(dataset.path, kb)
     return kb
-
-
-def _load_llama_backend(model: str) -> Backend:
-    from tether.models import load_backend
-
-    return load_backend(model)
 
 
 def _check_settings(config: EvalConfig) -> None:

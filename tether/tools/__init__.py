@@ -1,4 +1,5 @@
-"""Built-in tools and the API for writing your own."""
+"""Built-in tools. The tool contract (`Tool`, `ToolRegistry`, `@tool`) is the engine's
+(`tether.engine.tool`), re-exported here for convenience: this package imports the engine, never the reverse."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from tether.engine.tool import Tool, ToolRegistry, tool
 from tether.errors import ConfigError
-from tether.tools.base import Tool, ToolRegistry, tool
 
 __all__ = ["BUILTIN_TOOLS", "DEFAULT_TOOL_NAMES", "Tool", "ToolRegistry", "default_tools", "resolve_tools", "tool"]
 

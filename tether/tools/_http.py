@@ -2,15 +2,15 @@
 
 Every failure a network tool can meet (refused connection, DNS failure, a server that never
 answers, HTTP 429 or 5xx, a body that is not what was promised, a huge body) ends here as a
-`ToolError` whose message is one short line naming what went wrong and where.
+`ToolError` whose message is one short line naming what went wrong and where. The time-limited call
+they run under, the backstop for what a socket timeout cannot bound, is the engine's `run_with_time_limit`.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from tether.engine.prompt import sanitise_observation
@@ -25,11 +25,9 @@ __all__ = [
     "host_of",
     "one_line",
     "response_too_large",
-    "run_with_deadline",
     "status_error",
 ]
 
-T = TypeVar("T")
 DEFAULT_MAX_RESPONSE_BYTES = 2_000_000
 MESSAGE_LIMIT = 300
 _CHUNK = 64 * 1024
@@ -57,32 +55,6 @@ class Deadline:
 
     def expired(self) -> bool:
         return self.remaining() <= 0
-
-
-def run_with_deadline(func: Callable[[], T], seconds: float, timeout_message: str) -> T:
-    """`func()` in a daemon thread; past `seconds` raise ToolError(timeout_message) and leave it behind.
-
-    A backstop for what a socket timeout cannot bound (a blocking DNS lookup, a library that
-    retries), so that calling a network tool directly never stalls either.
-    """
-    outcome: list[Any] = []
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome.append((True, func()))
-        except BaseException as exc:  # handed to the caller's thread
-            outcome.append((False, exc))
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="tether-net", daemon=True).start()
-    if not done.wait(seconds):
-        raise ToolError(timeout_message)
-    ok, value = outcome[0]
-    if ok:
-        return value  # type: ignore[no-any-return]
-    raise value
 
 
 def host_of(url: str) -> str:

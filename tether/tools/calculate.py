@@ -23,8 +23,8 @@ from tether.engine.gbnf import (
     load_grammar_source,
     parse_gbnf,
 )
+from tether.engine.tool import Tool
 from tether.errors import ToolError
-from tether.tools.base import Tool
 
 __all__ = ["MAX_INT_DIGITS", "MAX_LENGTH", "calculate", "evaluate", "format_number"]
 

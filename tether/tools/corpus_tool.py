@@ -30,6 +30,7 @@ from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
 from tether.engine.run_state import RunLocal
+from tether.engine.tool import Tool
 from tether.errors import ConfigError, ToolError
 from tether.tools._encyclopedia import (
     LOOKUP_NEEDS_KEYWORD,
@@ -43,7 +44,6 @@ from tether.tools._encyclopedia import (
     page_text,
     similar,
 )
-from tether.tools.base import Tool
 
 __all__ = ["CorpusSession", "make_corpus_tools"]
 

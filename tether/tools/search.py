@@ -15,7 +15,7 @@ runs `DDGS(timeout=...).text(...)` and fixes three things ddgs does not do for a
   origin, path and query kept (`/html/` for DuckDuckGo, `/search` for Mojeek, ...). Tests use
   it to drive the real ddgs code path (engine, HTML parsing, ranking) against a loopback server.
 * a time limit for the whole search: DDGS may query engines in several rounds, each up to its
-  timeout, so the call also runs under `_http.run_with_deadline`.
+  timeout, so the call also runs under `run_with_time_limit` (ToolTimeout past it).
 
 These hooks use `DDGS._get_engines` and `engine.http_client.client` (the engine's primp client);
 if a future ddgs lacks them, searching still works through plain ddgs, and `base_url` is refused.
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from tether.engine.tool import Tool, run_with_time_limit
 from tether.errors import ConfigError, ToolError
 from tether.tools import _http
-from tether.tools.base import Tool
 
-__all__ = ["DdgsClient", "SearchClient", "SearchHit", "make_search_tool", "search"]
+__all__ = ["DdgsClient", "SearchClient", "SearchHit", "make_search_tool"]
 
 SERVICE = "search"
 _THROTTLED = (202, 429)  # DuckDuckGo's html endpoint answers 202 with a challenge page when throttling
@@ -51,6 +51,15 @@ class SearchClient(Protocol):
     def search(self, query: str, *, max_results: int, timeout_s: float) -> Sequence[SearchHit]: ...
 
 
+def _require_ddgs() -> None:
+    """Checked when the client is built, so a missing package is a ConfigError for the user then,
+    never an observation for the model."""
+    try:
+        import ddgs  # noqa: F401
+    except ImportError:
+        raise ConfigError("the search tool needs the 'ddgs' package: pip install 'tether[web]'") from None
+
+
 class DdgsClient:
     """`ddgs` text search, with statuses, size caps and deadlines (see the module docstring)."""
 
@@ -66,6 +75,7 @@ class DdgsClient:
     ) -> None:
         if base_url is not None and urlsplit(base_url).scheme not in ("http", "https"):
             raise ConfigError(f"search: base_url {base_url!r} must be an http(s) URL")
+        _require_ddgs()
         self.backend = backend
         self.region = region
         self.safesearch = safesearch
@@ -77,11 +87,9 @@ class DdgsClient:
         return _http.host_of(self.base_url) if self.base_url else f"the {self.backend} search backend"
 
     def search(self, query: str, *, max_results: int, timeout_s: float) -> Sequence[SearchHit]:
-        try:
-            from ddgs import DDGS
-            from ddgs.exceptions import DDGSException
-        except ImportError:
-            raise ConfigError("the search tool needs the 'ddgs' package: pip install 'tether[web]'") from None
+        from ddgs import DDGS
+        from ddgs.exceptions import DDGSException
+
         deadline = _http.Deadline(timeout_s)
         # primp takes float seconds; ddgs annotates int
         client = DDGS(proxy=self.proxy, timeout=timeout_s)  # type: ignore[arg-type]
@@ -254,7 +262,9 @@ def make_search_tool(
             except Exception as exc:  # a custom client's own failure
                 raise ToolError(_http.one_line(f"{SERVICE} failed: {type(exc).__name__}: {exc}")) from None
 
-        hits = _http.run_with_deadline(work, backstop, f"{SERVICE}: no answer within {budget:.1f}s")
+        hits = run_with_time_limit(
+            work, backstop, name=SERVICE, timeout_message=f"{SERVICE}: no answer within {budget:.1f}s"
+        )
         hits = [h for h in hits[:max_results] if h.title.strip() or h.snippet.strip()]
         if not hits:
             raise ToolError(_http.one_line(f"{SERVICE}: no results for {query!r}; try other words"))
@@ -267,6 +277,3 @@ def make_search_tool(
         example="capital of Australia",
         timeout_s=timeout_s,
     )
-
-
-search = make_search_tool()

@@ -19,7 +19,7 @@ the package parse disambiguation pages with "html.parser" instead of letting Bea
 rather than `warnings.catch_warnings`, which is not thread-safe and tools run in threads.
 
 The page lookups (`WikipediaPage`, `search`) are the package's own; the whole call also runs
-under `_http.run_with_deadline`, so a DNS lookup that blocks cannot stall it either.
+under `run_with_time_limit`, so a DNS lookup that blocks cannot stall it either.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.engine.run_state import RunLocal
+from tether.engine.tool import Tool, run_with_time_limit
 from tether.errors import ConfigError, ToolError
 from tether.tools import _http
 from tether.tools._encyclopedia import (
@@ -44,9 +45,8 @@ from tether.tools._encyclopedia import (
     page_text,
     similar,
 )
-from tether.tools.base import Tool
 
-__all__ = ["lookup", "make_wikipedia_tool", "make_wikipedia_tools", "wikipedia", "wikipedia_api_url"]
+__all__ = ["make_wikipedia_tool", "make_wikipedia_tools", "wikipedia_api_url"]
 
 SERVICE = "wikipedia"
 _LANG = re.compile(r"[a-z][a-z0-9-]{1,15}\Z")
@@ -130,15 +130,16 @@ class _RequestsStandIn:
 
 
 def _package() -> Any:
-    """The `wikipedia.wikipedia` module, adapted once."""
+    """The `wikipedia.wikipedia` module, adapted once. Called when a tool is built, so a missing
+    package is a ConfigError for the user then, never an observation for the model."""
     global _installed
     try:
         import wikipedia.wikipedia as wp  # type: ignore[import-untyped]
+        from bs4 import BeautifulSoup
     except ImportError:
         raise ConfigError("the wikipedia tool needs the 'wikipedia' package: pip install 'tether[web]'") from None
     with _INSTALL_LOCK:
         if not _installed:
-            from bs4 import BeautifulSoup
 
             def soup(markup: str, *args: Any, **kwargs: Any) -> Any:
                 return BeautifulSoup(markup, "html.parser")
@@ -227,7 +228,8 @@ class WikipediaSession:
                 _ROUTING.route = None
 
         backstop = budget + (self.timeout_s - budget) / 2
-        return _http.run_with_deadline(routed, backstop, f"{SERVICE}: no answer from {host} within {budget:.1f}s")
+        message = f"{SERVICE}: no answer from {host} within {budget:.1f}s"
+        return run_with_time_limit(routed, backstop, name=SERVICE, timeout_message=message)
 
     def search(self, query: str) -> str:
         """Observation for `wikipedia: <query>`; remembers the page found for `lookup`."""
@@ -305,8 +307,10 @@ def make_wikipedia_tools(
     """A `wikipedia` tool and the `lookup` tool that searches the page it last opened.
 
     `api_url` is a MediaWiki API endpoint (`{lang}` in it is replaced by `lang`); by default
-    https://<lang>.wikipedia.org/w/api.php. Every HTTP call ends within `timeout_s`.
+    https://<lang>.wikipedia.org/w/api.php. Every HTTP call ends within `timeout_s`. Without the
+    `wikipedia` package, ConfigError here.
     """
+    _package()
     session = WikipediaSession(
         api_url=api_url,
         lang=lang,
@@ -343,6 +347,3 @@ def make_wikipedia_tool(
 ) -> Tool:
     """The `wikipedia` tool alone (see `make_wikipedia_tools`)."""
     return make_wikipedia_tools(api_url, lang, timeout_s, max_chars, **options)[0]
-
-
-wikipedia, lookup = make_wikipedia_tools()

@@ -1,13 +1,21 @@
-"""What a tool is: a typed function with a name, a one-line description, an example and a grammar."""
+"""The tool contract: what a tool is (a typed function with a name, a one-line description, an example
+and a grammar), the registry an agent holds, and the one time-limited call every tool runs under.
+
+The engine owns this contract; `tether.tools` holds built-in tools written against it, and imports
+the engine, never the reverse.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import importlib.util
 import inspect
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 import lark
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -23,9 +31,12 @@ from tether.engine.gbnf import (
     parse_gbnf,
 )
 from tether.engine.protocol import ANSWER
-from tether.errors import GrammarError, ToolInputError, ToolRegistrationError
+from tether.engine.run_state import RunState, bind_run_state
+from tether.errors import GrammarError, ToolError, ToolInputError, ToolRegistrationError, ToolTimeout
 
-__all__ = ["MAX_NESTED_REPEAT_SIZE", "Tool", "ToolRegistry", "tool"]
+__all__ = ["MAX_NESTED_REPEAT_SIZE", "Tool", "ToolRegistry", "run_with_time_limit", "tool"]
+
+T = TypeVar("T")
 
 _TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
 LINE_GRAMMAR = load_grammar_source("line")
@@ -102,7 +113,8 @@ class Tool:
                 f"more than {MAX_NESTED_REPEAT_SIZE} (llama.cpp would slow to seconds per token); write * for "
                 "an outer bound (the step's token budget bounds the line)"
             )
-        if not llama_cpp_accepts(grammar.to_gbnf()):
+        # llama.cpp's own parser where llama-cpp-python is installed (the `llama` extra); a server checks its own
+        if importlib.util.find_spec("llama_cpp") is not None and not llama_cpp_accepts(grammar.to_gbnf()):
             raise ToolRegistrationError(
                 f"tool {self.name!r}: llama.cpp refuses its input grammar (left recursion, or a repetition "
                 "of something that can be empty?)"
@@ -223,3 +235,44 @@ class ToolRegistry:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._tools)
+
+
+def run_with_time_limit(
+    func: Callable[[], T],
+    timeout_s: float,
+    *,
+    name: str,
+    timeout_message: str | None = None,
+    state: RunState | None = None,
+) -> T:
+    """`func()` in a daemon thread; past `timeout_s` raise ToolTimeout and leave the thread behind
+    (Python cannot stop a thread). The thread sees `state` as the run's tool state, or, without it, the
+    caller's (so a tool's own time-limited work inside a run stays in that run).
+
+    The controller calls every tool through it, and a network tool its own work, to bound what a
+    socket timeout cannot (a blocking DNS lookup, a library that retries). A call that tries to end
+    the process (`sys.exit`, argparse, a KeyboardInterrupt of its own) gets a ToolError instead.
+    """
+    outcome: list[tuple[bool, Any]] = []
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        if state is not None:
+            bind_run_state(state)
+        try:
+            outcome.append((True, func()))
+        except (SystemExit, KeyboardInterrupt) as exc:
+            code = f" {exc.code}" if isinstance(exc, SystemExit) and exc.code is not None else ""
+            outcome.append((False, ToolError(f"{name} tried to end the process ({type(exc).__name__}{code})")))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=context.run, args=(target,), name=f"tether-tool-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if not outcome:
+        raise ToolTimeout(timeout_message or f"{name} timed out after {timeout_s:.1f}s")
+    ok, value = outcome[0]
+    if ok:
+        return value  # type: ignore[no-any-return]
+    raise value
