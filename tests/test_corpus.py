@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tether.corpus import Corpus, Document, Hit, build_corpus, fts_query, split_sentences, title_key
+from tether.engine.tool import ToolRegistry
 from tether.errors import ConfigError, ToolError
-from tether.tools import ToolRegistry
 from tether.tools.corpus_tool import make_corpus_tools
 
 HOTPOT_53 = Path("/work/shared/data/hotpotqa_dev_distractor_first53.json")
