@@ -11,6 +11,7 @@ import importlib.util
 import re
 from collections.abc import Iterator
 from functools import cache, lru_cache
+from typing import Any
 
 import lark
 import pytest
@@ -31,6 +32,7 @@ from tether.engine.gbnf import (
     Seq,
     load_grammar_source,
     parse_gbnf,
+    syntax_problem,
 )
 from tether.engine.grammar import compose_step_grammar
 from tether.engine.tool import Tool
@@ -365,6 +367,49 @@ def test_lark_for_two_optionals_is_well_formed() -> None:
     grammar = parse_gbnf('root ::= "x" [ \\t]? [ \\t]? "y"')
     for text, accepted in [("xy", True), ("x y", True), ("x \ty", True), ("x   y", False)]:
         assert lark_accepts(grammar, text) is accepted
+
+
+# ---------------------------------------------------------------- one parser per grammar, one reading of its errors
+
+
+def test_each_grammar_gets_one_parser_shared_by_every_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[str] = []
+
+    class CountingLark(lark.Lark):
+        def __init__(self, grammar: str, **options: Any) -> None:
+            built.append(grammar)
+            super().__init__(grammar, **options)
+
+    monkeypatch.setattr(lark, "Lark", CountingLark)
+    source = 'root ::= "tally-" [0-9]{1,3}'  # no other test uses it, so no parser for it is cached yet
+    counted = Tool(name="tally", description="Count.", func=str, example="tally-1", grammar=source)
+    composed = [compose_step_grammar([counted]) for _ in range(3)]
+    for i in range(30):
+        assert counted.accepts(f"tally-{i}")
+        assert composed[i % 3].parse(f"Thought: t\ntally: tally-{i}\n").input == f"tally-{i}"
+    assert parse_gbnf(source).parser is counted.input_grammar.parser
+    assert len({id(step.parser) for step in composed}) == 1
+    assert len([g for g in built if g.startswith(LARK_PRELUDE)]) == 2  # the tool's input, the step grammar
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column", "found", "expected"),
+    [
+        ("ax", 1, 1, "'a'", "'ab'"),
+        ("ab", 1, 3, "end of text", "/[0-9]/"),
+        ("ab1\n", 1, 4, "'\\n'", "end of text"),
+    ],
+)
+def test_a_parse_error_reads_as_where_what_was_found_and_what_was_expected(
+    text: str, line: int, column: int, found: str, expected: str
+) -> None:
+    grammar = parse_gbnf('root ::= "ab" [0-9]')
+    with pytest.raises(lark.UnexpectedInput) as caught:
+        grammar.parser.parse(text)
+    problem = syntax_problem(text, caught.value, grammar.parser)
+    assert (problem.line, problem.column, problem.position) == (line, column, column - 1)
+    assert str(problem) == f"at line {line}, column {column}: found {found}, expected {expected}"
+    assert problem.context().splitlines()[-1] == " " * (column - 1) + "^"
 
 
 # ---------------------------------------------------------------- errors say where

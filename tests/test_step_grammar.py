@@ -15,23 +15,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tether.cli import main
-from tether.engine.gbnf import load_grammar_source, parse_gbnf
+from tether.engine.gbnf import may_produce, parse_gbnf
 from tether.engine.grammar import StepGrammar, ToolLike, compose_step_grammar
 from tether.engine.protocol import Action
-from tether.errors import ConfigError, ParseError
+from tether.errors import ConfigError, ParseError, ToolError
 from tether.testing import NEAR_MISSES, actions, invalid_steps, valid_steps
 from tether.tools import BUILTIN_TOOLS, Tool, resolve_tools
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-_HAS_CALCULATE = importlib.util.find_spec("tether.tools.calculate") is not None
 
 
 def calculate_tool() -> Tool:
-    """The built-in calculator, or a stand-in with its shipped grammar while that module is missing."""
-    if _HAS_CALCULATE:
-        return resolve_tools(["calculate"])["calculate"]
-    grammar = load_grammar_source("calculate")
-    return Tool(name="calculate", description="Arithmetic.", func=lambda s: s, example="1 + 2", grammar=grammar)
+    """The built-in calculator."""
+    return resolve_tools(["calculate"])["calculate"]
 
 
 ECHO = Tool(name="echo", description="Echo the text.", func=lambda s: s, example="hi")
@@ -283,7 +279,6 @@ def test_every_command_is_in_the_gbnf(name: str) -> None:
     assert grammar.commands[-1] == "answer"
 
 
-@pytest.mark.skipif(not _HAS_CALCULATE, reason="tether.tools.calculate is not written yet")
 def test_the_grammar_command_prints_every_tool(capsys: pytest.CaptureFixture[str]) -> None:
     names = list(BUILTIN_TOOLS)
     assert main(["grammar", "--tools", ",".join(names)]) == 0
@@ -364,3 +359,52 @@ def test_rule_names_of_different_tools_never_collide() -> None:
     assert grammar.parse("Thought: t\na_b: hello\n").input == "hello"
     with pytest.raises(ParseError):
         grammar.parse("Thought: t\na: hello\n")
+
+
+# ---------------------------------------------------------------- what the grammar says about itself
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_grammar_names_each_commands_input_rule(name: str) -> None:
+    grammar = grammars()[name]
+    assert grammar.has_shipped_layout
+    assert set(grammar.input_rules) == set(grammar.commands)
+    for command in grammar.commands:
+        assert grammar.input_grammar(command).start == grammar.input_rules[command]
+    multi_line = {c for c in grammar.commands if may_produce(grammar.input_grammar(c), "\n")}
+    assert multi_line == ({"note"} if "note" in grammar.commands else set())
+
+
+@pytest.mark.parametrize(("name", "allowed"), [("calculate+echo", ["echo", "answer"]), ("echo+color+note", ["note"])])
+@PROPERTY
+@given(data=st.data())
+def test_narrowed_admits_what_composing_with_allowed_admits(name: str, allowed: list[str], data: st.DataObject) -> None:
+    full = grammars()[name]
+    narrowed = full.narrowed(allowed)
+    composed = compose_step_grammar(_tools(name), allowed=allowed)
+    assert narrowed.commands == composed.commands == tuple(allowed)
+    assert narrowed.input_rules == composed.input_rules
+    assert narrowed.has_shipped_layout
+    text = data.draw(steps(name))
+    assert parses_or_refuses(narrowed, text) == parses_or_refuses(composed, text)
+    assert (parses_or_refuses(narrowed, text) is None) == (full.parse(text).command not in allowed)
+
+
+def test_narrowing_to_commands_the_grammar_lacks_is_a_config_error() -> None:
+    narrowed = grammars()["calculate+echo"].narrowed(["echo"])
+    with pytest.raises(ConfigError, match="calculate"):
+        narrowed.narrowed(["calculate"])
+    with pytest.raises(ConfigError, match="none"):
+        narrowed.narrowed([])
+
+
+@pytest.mark.parametrize("expression", ["1 +* 2", "2 $ 3", "sqrt(1", "1   + 2", "(1))"])
+def test_the_step_validator_and_the_calculator_name_the_same_place(expression: str) -> None:
+    line = "calculate: "
+    with pytest.raises(ParseError) as step_error:
+        grammars()["calculate+echo"].parse(f"Thought: t\n{line}{expression}")
+    with pytest.raises(ToolError) as tool_error:
+        calculate_tool()(expression)
+    column = step_error.value.position - len("Thought: t\n") + 1 - len(line)
+    assert f"column {column}" in str(tool_error.value)
+    assert f"line 2, column {column + len(line)}" in str(step_error.value)

@@ -22,28 +22,12 @@ Needs the `testing` extra (`pip install 'tether[testing]'`), which brings Hypoth
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import replace
-from functools import cache
 from typing import Final
 
-import lark
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
-from tether.engine.gbnf import (
-    LARK_PRELUDE,
-    Alt,
-    AnyChar,
-    CharClass,
-    Grammar,
-    Lit,
-    Node,
-    Ref,
-    Repeat,
-    Seq,
-    load_grammar_source,
-    parse_gbnf_rules,
-)
+from tether.engine.gbnf import Alt, Grammar, Node, Repeat, Seq, may_produce
 from tether.engine.grammar import StepGrammar
 from tether.engine.protocol import Action
 
@@ -56,7 +40,6 @@ NEAR_MISSES: Final = ("wrong_command", "missing_colon", "extra_line", "missing_t
 """The kinds of near miss `invalid_steps` makes, each from a valid step."""
 
 _THOUGHT_PREFIX: Final = "Thought: "
-_STEP_RULES: Final = parse_gbnf_rules(load_grammar_source("step"))  # root and thought, as shipped
 
 
 def valid_steps(
@@ -79,13 +62,13 @@ def actions(
     an input from that command's input rule, so `grammar.parse(action.to_text()) == action`.
     """
     _check_layout(grammar)
-    thoughts = _rule_strategy(grammar, "thought", max_repeat, alphabet)
+    thoughts = _rule_strategy(grammar, grammar.thought_rule, max_repeat, alphabet)
 
     def for_command(command: str, rule: str) -> st.SearchStrategy[Action]:
         inputs = _rule_strategy(grammar, rule, max_repeat, alphabet)
         return st.builds(Action, thought=thoughts, command=st.just(command), input=inputs)
 
-    return st.one_of([for_command(command, rule) for command, rule in _input_rules(grammar).items()])
+    return st.one_of([for_command(command, rule) for command, rule in grammar.input_rules.items()])
 
 
 def invalid_steps(
@@ -108,9 +91,8 @@ def invalid_steps(
     unknown = sorted(set(wanted) - set(NEAR_MISSES))
     if unknown or not wanted:
         raise ValueError(f"unknown near-miss kinds {unknown or '(none)'}; choose from {', '.join(NEAR_MISSES)}")
-    inputs = _input_rules(grammar)
-    names = frozenset(inputs) | frozenset(grammar.commands)
-    single_line = frozenset(c for c, rule in inputs.items() if "\n" not in c and not _may_emit_newline(grammar, rule))
+    names = frozenset(grammar.commands)
+    single_line = frozenset(c for c in names if not may_produce(grammar.input_grammar(c), "\n"))
     makers: dict[str, Callable[[Action], st.SearchStrategy[str]]] = {
         "wrong_command": lambda a: _wrong_command(a, names),
         "missing_colon": lambda a: _missing_colon(a, names),
@@ -125,7 +107,7 @@ def invalid_steps(
                 if kinds is not None:
                     raise ValueError("every command's input may contain a newline, so no extra line is a near miss")
                 continue
-            source = actions(_restricted(grammar, single_line), max_repeat=max_repeat, alphabet=alphabet)
+            source = actions(grammar.narrowed(single_line), max_repeat=max_repeat, alphabet=alphabet)
         else:
             source = actions(grammar, max_repeat=max_repeat, alphabet=alphabet)
         strategies.append(source.flatmap(makers[kind]))
@@ -183,62 +165,13 @@ def _missing_thought_prefix(action: Action) -> st.SearchStrategy[str]:
     )
 
 
-# ---------------------------------------------------------------- reading the composed grammar
+# ---------------------------------------------------------------- asking the composed grammar
 
 
 def _check_layout(grammar: StepGrammar) -> None:
     """The near-miss reasoning and Action building hold for the shipped step layout only."""
-    rules = grammar.grammar.rules
-    if grammar.grammar.start != "root" or any(rules.get(name) != node for name, node in _STEP_RULES.items()):
+    if not grammar.has_shipped_layout:
         raise ValueError("tether.testing knows only the shipped step layout (tether/grammars/step.gbnf)")
-
-
-def _input_rules(grammar: StepGrammar) -> dict[str, str]:
-    """Each allowed command and the rule for its input, read off the composed `action` rule."""
-    action = grammar.grammar.rules.get("action")
-    options = action.options if isinstance(action, Alt) else (action,)
-    found: dict[str, str] = {}
-    for option in options:
-        match option:
-            case Seq((Lit(text), Ref(rule))) if text.endswith(": "):
-                found[text[: -len(": ")]] = rule
-            case _:
-                raise ValueError(f'unexpected `action` alternative {option!r}: expected `"command: " input-rule`')
-    return found
-
-
-def _restricted(grammar: StepGrammar, commands: Collection[str]) -> StepGrammar:
-    """The same grammar admitting only `commands` (whose input rules are kept unchanged)."""
-    inputs = _input_rules(grammar)
-    options = tuple(Seq((Lit(f"{c}: "), Ref(inputs[c]))) for c in inputs if c in commands)
-    rules = {**grammar.grammar.rules, "action": options[0] if len(options) == 1 else Alt(options)}
-    return StepGrammar(Grammar(rules, grammar.grammar.start), tuple(c for c in inputs if c in commands))
-
-
-def _may_emit_newline(grammar: StepGrammar, rule: str) -> bool:
-    """Whether any character matcher reachable from `rule` can produce a newline (an over-estimate)."""
-    rules, seen, todo = grammar.grammar.rules, set(), [rule]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack: list[Node] = [rules[name]]
-        while stack:
-            match stack.pop():
-                case Lit(text) if "\n" in text:
-                    return True
-                case AnyChar():
-                    return True
-                case CharClass(ranges, negated) if any(a <= "\n" <= b for a, b in ranges) != negated:
-                    return True
-                case Ref(other):
-                    todo.append(other)
-                case Seq(items) | Alt(items):
-                    stack.extend(items)
-                case Repeat(item, _, _):
-                    stack.append(item)
-    return False
 
 
 # ---------------------------------------------------------------- drawing from Lark
@@ -260,23 +193,14 @@ def _rule_strategy(
 ) -> st.SearchStrategy[str]:
     if max_repeat is not None and max_repeat < 0:
         raise ValueError(f"max_repeat must be at least 0, not {max_repeat}")
-    source = grammar.lark_source if max_repeat is None else _bounded_source(grammar.grammar, max_repeat)
-    start = replace(grammar.grammar, start=rule).lark_start
-    generator = _generator(source, grammar.grammar.lark_start)
+    drawn = grammar.grammar if max_repeat is None else _bounded_grammar(grammar.grammar, max_repeat)
+    start = drawn.lark_rule(rule)
     return (
-        from_lark(generator, start=start) if alphabet is None else from_lark(generator, start=start, alphabet=alphabet)
+        from_lark(drawn.parser, start=start)
+        if alphabet is None
+        else from_lark(drawn.parser, start=start, alphabet=alphabet)
     )
-
-
-def _bounded_source(grammar: Grammar, cap: int) -> str:
-    return LARK_PRELUDE + _bounded_grammar(grammar, cap).to_lark()
 
 
 def _bounded_grammar(grammar: Grammar, cap: int) -> Grammar:
     return Grammar({name: _bounded(node, cap) for name, node in grammar.rules.items()}, grammar.start)
-
-
-@cache
-def _generator(source: str, start: str) -> lark.Lark:
-    """The Lark object `from_lark` reads its rules from (built once per source: it is not cheap)."""
-    return lark.Lark(source, start=start, parser="earley", lexer="dynamic")

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache, cached_property
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import lark
 
 from tether.engine.answer import answer_grammar
-from tether.engine.gbnf import (
-    LARK_PRELUDE,
-    Alt,
-    Grammar,
-    Lit,
-    Node,
-    Ref,
-    Seq,
-    describe_terminals,
-    error_location,
-    load_grammar_source,
-    parse_gbnf_rules,
-)
+from tether.engine.gbnf import Alt, Grammar, Lit, Node, Ref, Seq, load_grammar_source, parse_gbnf_rules, syntax_problem
 from tether.engine.protocol import ANSWER, Action
 from tether.errors import ConfigError, ParseError
 
@@ -43,28 +31,85 @@ def _prefix(command: str) -> str:
     return "cmd-" + command.replace("_", "-")
 
 
+@cache
+def _step_rules() -> dict[str, Node]:
+    """The rules of the shipped step layout (`root`, `thought`), before the composer adds `action`."""
+    return parse_gbnf_rules(load_grammar_source("step"))
+
+
+def _action(commands: Iterable[str], input_rules: Mapping[str, str]) -> Node:
+    """The `action` rule: one `"command: " input` alternative per command, in order."""
+    options = tuple(Seq((Lit(f"{c}: "), Ref(input_rules[c]))) for c in commands)
+    return options[0] if len(options) == 1 else Alt(options)
+
+
 @dataclass(frozen=True, eq=False)
 class StepGrammar:
-    """One composed step grammar: its GBNF for the decoder and its parser for the validator."""
+    """One composed step grammar: its GBNF for the decoder, its parser for the validator, and what it
+    admits (each command and the rule of its input), so that callers ask it rather than read its rules.
+
+    Made by `compose_step_grammar`; `input_rules` defaults to the names the composer gives.
+    """
 
     grammar: Grammar
     commands: tuple[str, ...]
+    input_rules: Mapping[str, str] = field(default_factory=dict)
+    """Each admitted command and the start rule of its input within `grammar`."""
+
+    thought_rule: ClassVar[str] = "thought"
+
+    def __post_init__(self) -> None:
+        if not self.input_rules:
+            object.__setattr__(self, "input_rules", {c: f"{_prefix(c)}-root" for c in self.commands})
 
     @cached_property
     def gbnf(self) -> str:
         return self.grammar.to_gbnf()
 
-    @cached_property
+    @property
     def lark_source(self) -> str:
-        return LARK_PRELUDE + self.grammar.to_lark()
+        return self.grammar.lark_source
 
     @property
     def parser(self) -> lark.Lark:
-        return _lark_parser(self.lark_source, self.grammar.lark_start)
+        return self.grammar.parser
 
     @cached_property
-    def _input_rules(self) -> dict[str, str]:
-        return {"r_" + _prefix(c).replace("-", "_") + "_root": c for c in self.commands}
+    def has_shipped_layout(self) -> bool:
+        """Whether this is the shipped step layout (`tether/grammars/step.gbnf`) with the composer's
+        `action` rule over `commands`: what the strategies of `tether.testing` reason from."""
+        rules = self.grammar.rules
+        return (
+            self.grammar.start == "root"
+            and bool(self.commands)
+            and self.input_rules.keys() == set(self.commands)
+            and all(rules.get(name) == node for name, node in _step_rules().items())
+            and all(rule in rules for rule in self.input_rules.values())
+            and rules.get("action") == _action(self.commands, self.input_rules)
+        )
+
+    def input_grammar(self, command: str) -> Grammar:
+        """The language of `command`'s input: this grammar, started at that input's rule."""
+        return Grammar(self.grammar.rules, self.input_rules[command])
+
+    def narrowed(self, commands: Collection[str]) -> StepGrammar:
+        """The same grammar admitting only those of its commands in `commands` (their inputs unchanged,
+        the answer still unable to name any command): what `compose_step_grammar(allowed=...)` makes."""
+        kept = tuple(c for c in self.commands if c in commands)
+        unknown = sorted(set(commands) - set(self.commands))
+        if unknown or not kept:
+            raise ConfigError(f"cannot restrict the step grammar to unknown commands {unknown or '(none)'}")
+        inputs = {c: self.input_rules[c] for c in kept}
+        rules = {**self.grammar.rules, "action": _action(kept, inputs)}
+        return StepGrammar(Grammar(rules, self.grammar.start), kept, inputs)
+
+    @cached_property
+    def _commands_by_lark_rule(self) -> dict[str, str]:
+        return {self.grammar.lark_rule(rule): c for c, rule in self.input_rules.items()}
+
+    @cached_property
+    def _thought_lark_rule(self) -> str:
+        return self.grammar.lark_rule(self.thought_rule)
 
     @cached_property
     def _opening(self) -> str:
@@ -91,14 +136,17 @@ class StepGrammar:
         try:
             tree = self.parser.parse(text)
         except lark.UnexpectedInput as exc:
-            raise _parse_error(text, exc, self.parser) from None
+            problem = syntax_problem(text, exc, self.parser)
+            raise ParseError(
+                f"invalid step {problem}", text=text, position=problem.position, expected=problem.expected
+            ) from None
         thought = command = value = None
         for node in tree.iter_subtrees():
             name = str(node.data)
-            if name == "r_thought":
+            if name == self._thought_lark_rule:
                 thought = _span(text, node)
-            elif name in self._input_rules:
-                command, value = self._input_rules[name], _span(text, node)
+            elif name in self._commands_by_lark_rule:
+                command, value = self._commands_by_lark_rule[name], _span(text, node)
         assert thought is not None and command is not None and value is not None
         return Action(thought=thought, command=command, input=value)
 
@@ -106,28 +154,6 @@ class StepGrammar:
 def _span(text: str, node: lark.Tree[lark.Token]) -> str:
     meta = node.meta
     return "" if meta.empty else text[meta.start_pos : meta.end_pos]
-
-
-def _parse_error(text: str, exc: lark.UnexpectedInput, parser: lark.Lark) -> ParseError:
-    line, column, position = error_location(text, exc)
-    expected = frozenset(
-        describe_terminals(parser, getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
-    )
-    found = repr(text[position]) if position < len(text) else "end of text"
-    shown = ", ".join(sorted(expected)[:8]) or "end of text"
-    return ParseError(
-        f"invalid step at line {line}, column {column}: found {found}, expected {shown}",
-        text=text,
-        position=position,
-        expected=expected,
-    )
-
-
-@cache
-def _lark_parser(source: str, start: str) -> lark.Lark:
-    return lark.Lark(
-        source, start=start, parser="earley", lexer="dynamic", propagate_positions=True, ambiguity="resolve"
-    )
 
 
 def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | None = None) -> StepGrammar:
@@ -138,8 +164,8 @@ def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | Non
     unknown = [c for c in commands if c not in inputs]
     if unknown or not commands:
         raise ConfigError(f"cannot restrict the step grammar to unknown commands {unknown or '(none)'}")
-    rules = parse_gbnf_rules(load_grammar_source("step"))
-    options: list[Node] = []
+    rules = dict(_step_rules())
+    input_rules: dict[str, str] = {}
     for command in commands:
         sub = inputs[command].prefixed(_prefix(command))
         clashes = sorted(rules.keys() & sub.rules.keys())
@@ -149,6 +175,6 @@ def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | Non
                 "already uses; rename a rule or the tool"
             )
         rules.update(sub.rules)
-        options.append(Seq((Lit(f"{command}: "), Ref(sub.start))))
-    rules["action"] = options[0] if len(options) == 1 else Alt(tuple(options))
-    return StepGrammar(Grammar(rules), commands)
+        input_rules[command] = sub.start
+    rules["action"] = _action(commands, input_rules)
+    return StepGrammar(Grammar(rules), commands, input_rules)

@@ -14,14 +14,12 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, TypeVar, get_type_hints
 
 import lark
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tether.engine.gbnf import (
-    LARK_PRELUDE,
     Grammar,
     check_llama_repetitions,
     llama_cpp_accepts,
@@ -130,15 +128,10 @@ class Tool:
     def input_grammar(self) -> Grammar:
         return self._grammar
 
-    @cached_property
-    def _input_parser(self) -> lark.Lark:
-        g = self._grammar
-        return lark.Lark(LARK_PRELUDE + g.to_lark(), start=g.lark_start, parser="earley", lexer="dynamic")
-
     def accepts(self, text: str) -> bool:
         """Whether `text` is in this tool's input grammar."""
         try:
-            self._input_parser.parse(text)
+            self._grammar.parser.parse(text)
         except lark.LarkError:
             return False
         return True

@@ -11,18 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
 
 import lark
 from lark.visitors import Transformer_NonRecursive
 
-from tether.engine.gbnf import (
-    LARK_PRELUDE,
-    describe_terminals,
-    error_location,
-    load_grammar_source,
-    parse_gbnf,
-)
+from tether.engine.gbnf import load_grammar_source, syntax_problem
 from tether.engine.tool import Tool
 from tether.errors import ToolError
 
@@ -71,7 +64,7 @@ def evaluate(expression: str) -> Number:
     """
     if len(expression) > MAX_LENGTH:
         raise ToolError(f"expression is too long ({len(expression)} characters; the limit is {MAX_LENGTH})")
-    parser = _parser()
+    parser = calculate.input_grammar.parser
     try:
         tree = parser.parse(expression)
     except lark.UnexpectedInput as exc:
@@ -112,23 +105,14 @@ calculate = Tool(
 )
 
 
-@cache
-def _parser() -> lark.Lark:
-    """The Lark parser of `calculate.gbnf`, built once; keep_all_tokens keeps operators in the tree."""
-    g = parse_gbnf(load_grammar_source("calculate"))
-    return lark.Lark(
-        LARK_PRELUDE + g.to_lark(), start=g.lark_start, parser="earley", lexer="dynamic", keep_all_tokens=True
-    )
-
-
 def _parse_error_message(parser: lark.Lark, text: str, exc: lark.UnexpectedInput) -> str:
-    line, column, position = error_location(text, exc)
-    where = f"line {line}, column {column}" if "\n" in text else f"column {column}"
-    names = getattr(exc, "allowed", None) or getattr(exc, "expected", None) or ()
-    expected = f"; expected one of {', '.join(describe_terminals(parser, names))}" if names else ""
-    if position >= len(text):
+    """The shared reading of the error, worded for the model (an expression is usually one line)."""
+    problem = syntax_problem(text, exc, parser)
+    where = problem.where(line="\n" in text)
+    expected = f"; expected one of {', '.join(sorted(problem.expected))}" if problem.expected else ""
+    if problem.at_end:
         return f"cannot parse the expression: it ends too early at {where}{expected}"
-    return f"cannot parse the expression at {where}: unexpected {text[position]!r}{expected}"
+    return f"cannot parse the expression at {where}: unexpected {problem.found}{expected}"
 
 
 class _Evaluator(Transformer_NonRecursive[lark.Token, _Child]):
