@@ -22,7 +22,7 @@ from tether.engine.events import (
     TextDelta,
 )
 from tether.engine.grammar import StepGrammar, compose_step_grammar
-from tether.engine.protocol import Action, Mode, Restriction, Step, StopReason, Trace
+from tether.engine.protocol import Action, AnswerSource, Mode, Restriction, Step, StopReason, Trace
 from tether.engine.run_state import RunLocal
 from tether.engine.tool import Tool, ToolRegistry, tool
 from tether.errors import (
@@ -48,6 +48,7 @@ __all__ = [
     "Action",
     "ActionParsed",
     "Agent",
+    "AnswerSource",
     "Backend",
     "BackendError",
     "ConfigError",

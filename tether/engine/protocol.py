@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ANSWER",
     "Action",
+    "AnswerSource",
     "Mode",
     "Restriction",
     "Step",
@@ -54,6 +55,16 @@ class StopReason(str, Enum):
 class Mode(str, Enum):
     CONSTRAINED = "constrained"  # the step grammar drives the decoder
     FREE = "free"  # no grammar; the validator alone judges each step (the baseline)
+    CLOSED_BOOK = "closed-book"  # no tools: one reasoning pass, then a grammar-constrained `answer:` line
+
+
+class AnswerSource(str, Enum):
+    """Which path produced a run's answer."""
+
+    AGENT = "agent"  # the model chose `answer:`
+    FORCED = "forced"  # the grammar admitted only `answer:` (the step limit, or a loop)
+    FALLBACK = "fallback"  # a closed-book reasoning pass over the question and the run's observations
+    CLOSED_BOOK = "closed_book"  # closed-book mode: the model answered with no tools
 
 
 class Restriction(str, Enum):
@@ -107,6 +118,7 @@ class Trace(BaseModel):
     mode: Mode
     steps: list[Step] = Field(default_factory=list)
     answer: str | None = None
+    answer_source: AnswerSource | None = None  # None when there is no answer
     stop_reason: StopReason | None = None
     elapsed_s: float = 0.0
     # Constrained, yet a step failed validation for a reason other than the token budget: the backend
