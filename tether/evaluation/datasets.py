@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from tether.corpus.text import normalise
 from tether.errors import DatasetError
 from tether.text import clean_text
 
@@ -34,6 +35,7 @@ class Question(BaseModel):
     question: str
     answer: str
     numeric: bool  # scored as a number (GSM8K, SVAMP) rather than by EM / F1 (HotpotQA)
+    supporting_titles: tuple[str, ...] = ()  # HotpotQA: the gold paragraphs' titles, to measure retrieval
 
 
 class Dataset(BaseModel):
@@ -165,6 +167,22 @@ def _hotpotqa(path: Path, text: str) -> list[Question]:
             raise DatasetError(f"{where}: needs a 'context' list of [title, sentences]")
         ident = clean_text(str(item.get("_id") or item.get("id") or f"item-{n}"))
         questions.append(
-            Question(id=ident, question=clean_text(question.strip()), answer=clean_text(answer), numeric=False)
+            Question(
+                id=ident,
+                question=clean_text(question.strip()),
+                answer=clean_text(answer),
+                numeric=False,
+                supporting_titles=_supporting_titles(item.get("supporting_facts", []), where),
+            )
         )
     return questions
+
+
+def _supporting_titles(facts: object, where: str) -> tuple[str, ...]:
+    """The distinct titles of `supporting_facts` (`[[title, sentence index], ...]`), normalised as the
+    knowledge base normalises its titles, so that they compare with what the tools show."""
+    if not isinstance(facts, list) or not all(
+        isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and f[0].strip() for f in facts
+    ):
+        raise DatasetError(f"{where}: 'supporting_facts' must be a list of [title, sentence index]")
+    return tuple(dict.fromkeys(normalise(f[0]) for f in facts))

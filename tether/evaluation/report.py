@@ -9,7 +9,15 @@ from pathlib import Path
 from tether.evaluation.metrics import Summary
 from tether.text import clean_text
 
-__all__ = ["cost_table", "markdown_table", "write_chart", "write_reports"]
+__all__ = [
+    "accuracy_cell",
+    "answers_table",
+    "cost_table",
+    "markdown_table",
+    "modes_table",
+    "write_chart",
+    "write_reports",
+]
 
 _COLUMNS = (
     "dataset",
@@ -39,6 +47,47 @@ _COST_COLUMNS = (
 )
 
 
+_SOURCES = ("agent", "forced", "fallback", "closed_book", "none")
+_ANSWER_COLUMNS = (
+    "dataset",
+    "model",
+    "mode",
+    "answer type",
+    "agent / forced / fallback / closed-book / none",
+    "gold titles reached",
+    "questions with all gold titles",
+)
+
+
+def accuracy_cell(s: Summary) -> str:
+    """The accuracy with its Wilson 95% interval, e.g. `36.7% [21.9, 54.5]`."""
+    return f"{s.accuracy:.1%} [{100 * s.accuracy_low:.1f}, {100 * s.accuracy_high:.1f}]"
+
+
+def modes_table(summaries: Sequence[Summary]) -> str:
+    """Accuracy per dataset x model with the modes side by side (a mode not run shows `-`)."""
+    modes = list(dict.fromkeys(s.mode for s in summaries))
+    cells = {(s.dataset, s.model, s.mode): s for s in summaries}
+    rows = [_header(("dataset", "model", *modes))]
+    for dataset, model in dict.fromkeys((s.dataset, s.model) for s in summaries):
+        found = [cells.get((dataset, model, mode)) for mode in modes]
+        shown = [f"{accuracy_cell(s)} (n={s.questions})" if s else "-" for s in found]
+        rows.append("| " + " | ".join([dataset, model, *shown]) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def answers_table(summaries: Sequence[Summary]) -> str:
+    """Where the answers came from, and (HotpotQA) how often the runs reached the gold paragraphs."""
+    rows = [_header(_ANSWER_COLUMNS)]
+    for s in summaries:
+        sources = " / ".join(str(s.answer_sources.get(k, 0)) for k in _SOURCES)
+        reached = "-" if s.gold_titles_reached is None else f"{s.gold_titles_reached:.1%}"
+        complete = "-" if s.questions_all_gold_reached is None else f"{s.questions_all_gold_reached:.1%}"
+        cells = [s.dataset, s.model, s.mode, s.answer_type, sources, reached, complete]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def markdown_table(summaries: Sequence[Summary]) -> str:
     """The results table: outcomes, accuracy, validity and speed per dataset x model x mode."""
     rows = [_header(_COLUMNS)]
@@ -51,7 +100,7 @@ def markdown_table(summaries: Sequence[Summary]) -> str:
             s.model,
             s.mode,
             str(s.questions),
-            f"{s.accuracy:.1%}",
+            accuracy_cell(s),
             f"{s.f1:.2f}",
             f"{s.valid_step_rate:.1%}",
             ends,
@@ -105,6 +154,15 @@ def write_reports(
         )
         lines += [f"Produced by `{command}`{took}.", ""]
     lines += [
+        "## Accuracy by mode",
+        "",
+        "accuracy with its Wilson 95% interval, in percent; n: questions. constrained: the step grammar "
+        "drives the decoder; free: the same agent without it; closed-book: no tools, the model's own "
+        "reasoning, then a grammar-constrained answer.",
+        "",
+        modes_table(summaries),
+        "## Runs",
+        "",
         "accuracy: exact match (HotpotQA) or the same final number (GSM8K, SVAMP); F1: HotpotQA token F1; "
         "valid steps: steps the Lark validator accepts over all generated steps (a step cut off by the time "
         "limit is not counted); answer / limit / loop / time / other: how the runs ended (other: the context "
@@ -118,6 +176,16 @@ def write_reports(
         "forced: tokens the grammar allowed only one way, appended without sampling.",
         "",
         cost_table(summaries),
+        "## Answers and retrieval",
+        "",
+        "answer type: what the answer grammar admits (number, short: at most 8 words, text); "
+        "agent / forced / fallback / closed-book / none: which path produced each answer (the model chose "
+        "`answer:`; the grammar forced it at the step limit or in a loop; a closed-book pass over the run's "
+        "observations; closed-book mode; no answer); gold titles reached: HotpotQA's supporting paragraphs "
+        "that a `wikipedia` search opened or a `lookup` read, over all of them; questions with all gold "
+        "titles: the share of questions whose runs reached every one.",
+        "",
+        answers_table(summaries),
         "![accuracy and valid-step rate](chart.png)",
         "",
     ]
@@ -139,12 +207,15 @@ def write_chart(summaries: Sequence[Summary], path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.6 * len(groups)), 7), sharex=True)
     for ax, field, title in ((axes[0], "accuracy", "accuracy"), (axes[1], "valid_step_rate", "valid-step rate")):
         for k, mode in enumerate(modes):
-            xs, ys = [], []
+            xs, ys, below, above = [], [], [], []
             for s, label in zip(summaries, labels, strict=True):
                 if s.mode == mode:
                     xs.append(groups.index(label) + (k - (len(modes) - 1) / 2) * width)
                     ys.append(getattr(s, field))
-            ax.bar(xs, ys, width=width, label=mode)
+                    below.append(s.accuracy - s.accuracy_low)
+                    above.append(s.accuracy_high - s.accuracy)
+            errors = [below, above] if field == "accuracy" else None  # the Wilson 95% interval
+            ax.bar(xs, ys, width=width, label=mode, yerr=errors, capsize=2)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel(title)
         ax.grid(axis="y", alpha=0.3)
