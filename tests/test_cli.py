@@ -87,7 +87,7 @@ def test_ask_prints_a_live_trace_and_an_answer(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.model
 def test_ask_json_prints_the_trace(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "ask", "What is 6 * 7?", "--json", "--max-steps", "3")
+    code, out, _ = run(capsys, "ask", "What is 6 * 7?", "--json", "--max-steps", "3", "--time-limit", "86400")
     assert code == 0
     trace = json.loads(out)
     assert trace["question"] == "What is 6 * 7?"

@@ -373,7 +373,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.mark.model
 def test_runs_through_the_real_server_produce_only_valid_steps(llama_server: str) -> None:
-    runner = agent(llama_server, timeout_s=60.0)
+    unhurried = Limits(max_steps=4, time_limit_s=24 * 3600.0)  # bounded by steps and tokens, not the clock
+    runner = agent(llama_server, limits=unhurried, timeout_s=3600.0)
     traces = [runner.run(q) for q in QUESTIONS[:3]]
     for trace in traces:
         assert not trace.grammar_ignored and trace.stop_reason in (
@@ -388,7 +389,8 @@ def test_runs_through_the_real_server_produce_only_valid_steps(llama_server: str
 
 @pytest.mark.model
 def test_four_at_once_through_the_real_server_match_a_sequential_run(llama_server: str) -> None:
-    runner = agent(llama_server, timeout_s=120.0)
+    unhurried = Limits(max_steps=4, time_limit_s=24 * 3600.0)  # bounded by steps and tokens, not the clock
+    runner = agent(llama_server, limits=unhurried, timeout_s=3600.0)
     sequential = [runner.run(q) for q in QUESTIONS]
 
     async def all_at_once() -> list[Trace]:
