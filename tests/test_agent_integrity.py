@@ -236,7 +236,7 @@ class FakeFloodBackend(ScriptedBackend):
 
 def test_s11_a_flood_of_text_is_cut_to_the_steps_budget_and_not_resent() -> None:
     backend = FakeFloodBackend()
-    limits = Limits(max_steps=3, max_step_tokens=64)
+    limits = Limits(max_steps=3, max_step_tokens=64, fallback=False)  # the fallback pass: test_closed_book.py
     trace = Agent(backend, resolve_tools(["calculate"]), limits=limits).run("q")
     assert all(len(s.raw_text) <= limits.max_step_chars and s.truncated for s in trace.steps)
     assert max(len(p) for p in backend.prompts) < 10 * limits.max_step_chars + 5_000

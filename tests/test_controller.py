@@ -67,7 +67,7 @@ def test_a_one_step_budget_still_ends_with_an_answer(echo_tools: list[Tool]) -> 
 
 def test_last_step_admits_only_answer(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("echo", "a"), step("other", "b"), step("answer", "done"))
-    trace = Agent(backend, echo_tools, limits=Limits(max_steps=3)).run("q")
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=3, fallback=False)).run("q")
     assert trace.stop_reason is StopReason.STEP_LIMIT
     assert trace.answer == "done"
     assert trace.steps[-1].restriction is Restriction.ANSWER_ONLY_LAST_STEP
@@ -78,7 +78,7 @@ def test_last_step_admits_only_answer(echo_tools: list[Tool]) -> None:
 def test_step_limit_without_answer_when_the_model_ignores_the_grammar(echo_tools: list[Tool]) -> None:
     # The scripted backend ignores grammars, like a server that drops them: the validator still rules.
     backend = ScriptedBackend(step("echo", "a"), step("echo", "b"))
-    trace = Agent(backend, echo_tools, limits=Limits(max_steps=2)).run("q")
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=2, fallback=False)).run("q")
     assert trace.stop_reason is StopReason.STEP_LIMIT
     assert trace.answer is None
     assert trace.steps[-1].action is None and "expected 'answer: '" in (trace.steps[-1].error or "")
@@ -116,7 +116,7 @@ def test_abab_cycle_is_detected(echo_tools: list[Tool]) -> None:
 
 def test_loop_without_grammar_ends_the_run_when_narrowing_is_ignored(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("echo", "a"), step("echo", "a"), step("echo", "a"), step("echo", "a"))
-    trace = Agent(backend, echo_tools, mode=Mode.FREE).run("q")
+    trace = Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(fallback=False)).run("q")
     assert trace.stop_reason is StopReason.LOOP
     assert trace.answer is None
     assert len(trace.steps) == 4

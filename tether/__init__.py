@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tether.engine.answer import AnswerType
 from tether.engine.backends import (
     Backend,
     LlamaCppBackend,
@@ -25,6 +26,7 @@ from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, AnswerSource, Mode, Restriction, Step, StopReason, Trace
 from tether.engine.run_state import RunLocal
 from tether.engine.tool import Tool, ToolRegistry, tool
+from tether.engine.vote import Voted, self_consistent
 from tether.errors import (
     BackendError,
     ConfigError,
@@ -49,6 +51,7 @@ __all__ = [
     "ActionParsed",
     "Agent",
     "AnswerSource",
+    "AnswerType",
     "Backend",
     "BackendError",
     "ConfigError",
@@ -86,10 +89,12 @@ __all__ = [
     "ToolRegistry",
     "ToolTimeout",
     "Trace",
+    "Voted",
     "compose_step_grammar",
     "default_model_path",
     "default_tools",
     "load_backend",
     "resolve_tools",
+    "self_consistent",
     "tool",
 ]

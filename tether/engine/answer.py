@@ -9,18 +9,38 @@ The words are matched by a trie of those names, written as GBNF rules, one rule 
 word that leaves the trie is free for the rest of its length, and the colon after a complete name
 has no rule. Every choice is decided by the next character, so llama.cpp keeps one grammar stack,
 and the Lark validator accepts exactly the same language.
+
+An answer may be narrowed to an expected type (`AnswerType`): `number` (an optional sign, digits with
+optional thousands commas, optional decimals; no units, so "57 stickers" cannot be written), `yes-no`
+(`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words), or `text`
+(the default). None of the narrower languages can hold a colon, so none can start a step line either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal, get_args
 
 from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq
 from tether.engine.protocol import ANSWER
+from tether.errors import ConfigError
 
-__all__ = ["ANSWER_MAX_WORDS", "ANSWER_MAX_WORD_CHARS", "STEP_LINE_NAMES", "answer_grammar"]
+__all__ = [
+    "ANSWER_MAX_WORDS",
+    "ANSWER_MAX_WORD_CHARS",
+    "ANSWER_TYPES",
+    "SHORT_ANSWER_MAX_WORDS",
+    "STEP_LINE_NAMES",
+    "AnswerType",
+    "answer_grammar",
+]
 
+AnswerType = Literal["text", "number", "yes-no", "short"]
+ANSWER_TYPES: tuple[AnswerType, ...] = get_args(AnswerType)
 ANSWER_MAX_WORDS = 24
+SHORT_ANSWER_MAX_WORDS = 8
+NUMBER_MAX_DIGITS = 18  # before the decimal point, commas aside
+NUMBER_MAX_DECIMALS = 10
 ANSWER_MAX_WORD_CHARS = 40
 STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcript's own line openings
 
@@ -36,8 +56,33 @@ def _either_case(ch: str) -> Node:
     return Lit(ch) if len(cases) == 1 else _chars(cases)
 
 
-def answer_grammar(commands: Iterable[str]) -> Grammar:
-    """The answer's input grammar when these commands are registered (start rule `root`)."""
+def _padded(body: Node) -> Grammar:
+    """`body` with the up to two spaces either side that every answer may have."""
+    return Grammar({"root": Seq((Repeat(Lit(" "), 0, 2), body, Repeat(Lit(" "), 0, 2)))}, "root")
+
+
+def _number() -> Node:
+    digit = _chars("0123456789")
+    grouped = Seq((Repeat(digit, 0, 2), Repeat(Seq((Lit(","), Repeat(digit, 3, 3))), 1, NUMBER_MAX_DIGITS // 3)))
+    whole = Seq((digit, Alt((grouped, Repeat(digit, 0, NUMBER_MAX_DIGITS - 1)))))
+    decimals = Repeat(Seq((Lit("."), Repeat(digit, 1, NUMBER_MAX_DECIMALS))), 0, 1)
+    return Seq((Repeat(_chars("+-"), 0, 1), whole, decimals))
+
+
+def _yes_no() -> Node:
+    return Alt((Seq(tuple(map(_either_case, "yes"))), Seq(tuple(map(_either_case, "no")))))
+
+
+def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") -> Grammar:
+    """The answer's input grammar when these commands are registered (start rule `root`), narrowed to
+    `answer_type`."""
+    if answer_type == "number":
+        return _padded(_number())
+    if answer_type == "yes-no":
+        return _padded(_yes_no())
+    if answer_type not in ("text", "short"):
+        raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
+    max_words = SHORT_ANSWER_MAX_WORDS if answer_type == "short" else ANSWER_MAX_WORDS
     names = sorted({name.casefold() for name in (*commands, *STEP_LINE_NAMES)})
     children: list[dict[str, int]] = [{}]  # trie over "name:"; node 0 is the start of a word
     for name in names:
@@ -67,7 +112,7 @@ def answer_grammar(commands: Iterable[str]) -> Grammar:
         (
             Repeat(Lit(" "), 0, 2),
             Ref("w-0"),
-            Repeat(Seq((word_gap, Ref("w-0"))), 0, ANSWER_MAX_WORDS - 1),
+            Repeat(Seq((word_gap, Ref("w-0"))), 0, max_words - 1),
             Repeat(Lit(" "), 0, 2),
         )
     )

@@ -1,5 +1,9 @@
 """The agent loop: render the prompt, decode one step under the grammar, validate it, run the tool,
-append the observation, and repeat until an answer, the step limit, a loop, or the time budget."""
+append the observation, and repeat until an answer, the step limit, a loop, or the time budget.
+
+A run that would end with a grammar-forced guess (the step limit, a loop) is answered instead by a
+closed-book reasoning pass over the question and what the run observed (`Limits.fallback`). At the
+time limit there is no time left for a pass: the run ends with no answer, as before."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tether.engine.answer import ANSWER_TYPES, AnswerType
 from tether.engine.backends.base import Backend, Sampling
+from tether.engine.closed_book import closed_book_pass, evidence_lines
 from tether.engine.events import (
     ActionParsed,
     Event,
@@ -24,7 +30,17 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
-from tether.engine.protocol import ANSWER, Action, Mode, Restriction, Step, StopReason, TokenCounts, Trace
+from tether.engine.protocol import (
+    ANSWER,
+    Action,
+    AnswerSource,
+    Mode,
+    Restriction,
+    Step,
+    StopReason,
+    TokenCounts,
+    Trace,
+)
 from tether.engine.run_state import RunState
 from tether.engine.tool import Tool, ToolRegistry, run_with_time_limit
 from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, RecoverableError, TetherError
@@ -45,6 +61,10 @@ class Limits(BaseModel):
     # The first step must call a tool (its grammar leaves out `answer:`): small models otherwise answer
     # from memory ("17 * 23 = 322") before looking anything up. Off for agents whose questions may need no tool.
     act_first: bool = True
+    # A run that would end with a forced `answer:` (step limit, loop) is answered by a closed-book
+    # reasoning pass over the question and the run's observations instead (the ReAct -> CoT fallback).
+    fallback: bool = True
+    max_reasoning_tokens: int = Field(384, ge=16)  # the budget of a closed-book pass (mode or fallback)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -64,6 +84,9 @@ class Agent:
     """A ReAct agent over a backend and a tool registry. `run()` returns the Trace; `iter_run()`
     yields the same run as events while it happens.
 
+    `mode="closed-book"` answers with no tools: one reasoning pass, then one `answer:` line.
+    `answer_type` narrows every answer's grammar (`number`, `yes-no`, `short`; default `text`).
+
     `tools` is required (pass `[]` for none, `tether.default_tools()` for the built-in default): the
     engine does not know the built-ins. A tool's ModelError or ToolError (any RecoverableError) and its
     own bugs become observations; any other TetherError it raises (a ConfigError) ends the run, raised
@@ -78,6 +101,7 @@ class Agent:
         mode: Mode | str = Mode.CONSTRAINED,
         sampling: Sampling | None = None,
         prompt_style: PromptStyle = "auto",
+        answer_type: AnswerType = "text",
     ) -> None:
         self.backend = backend
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
@@ -87,13 +111,18 @@ class Agent:
         if prompt_style not in ("auto", "chat", "raw"):
             raise ConfigError(f"unknown prompt style {prompt_style!r}: use auto, chat or raw")
         self.prompt_style = prompt_style
+        if answer_type not in ANSWER_TYPES:
+            raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
+        self.answer_type: AnswerType = answer_type
         self.grammars = self._compose_grammars()  # now, so a clash between tools' grammars fails here
 
     def _compose_grammars(self) -> dict[Restriction, StepGrammar]:
-        full = compose_step_grammar(self.tools)
-        answer_only = compose_step_grammar(self.tools, allowed=[ANSWER])
+        full = compose_step_grammar(self.tools, answer_type=self.answer_type)
+        answer_only = compose_step_grammar(self.tools, allowed=[ANSWER], answer_type=self.answer_type)
         tool_names = [t.name for t in self.tools]
-        tools_only = compose_step_grammar(self.tools, allowed=tool_names) if tool_names else full
+        tools_only = (
+            compose_step_grammar(self.tools, allowed=tool_names, answer_type=self.answer_type) if tool_names else full
+        )
         return {
             Restriction.ALL: full,
             Restriction.TOOLS_ONLY_FIRST_STEP: tools_only,
@@ -136,12 +165,19 @@ class _Run:
     def events(self) -> Iterator[Event]:
         limits = self.agent.limits
         try:
+            if self.agent.mode is Mode.CLOSED_BOOK:
+                yield StepStarted(0, Restriction.ALL)
+                yield from self._closed_book(0, Restriction.ALL, AnswerSource.CLOSED_BOOK)
+                return
             for index in range(limits.max_steps):
                 if time.monotonic() >= self.deadline:
                     self.trace.stop_reason = StopReason.TIME_LIMIT
                     return
                 restriction = self._restriction(index)
                 yield StepStarted(index, restriction)
+                if limits.fallback and restriction in _FORCED:
+                    yield from self._closed_book(index, restriction, AnswerSource.FALLBACK)
+                    return
                 step = yield from self._decode(index, restriction)
                 self.trace.steps.append(step)
                 if self.trace.stop_reason is not None:
@@ -234,14 +270,42 @@ class _Run:
             step.observation = sanitise_observation(f"error: {exc}. Write a Thought line, then one command line.")
         return step
 
+    def _closed_book(self, index: int, restriction: Restriction, source: AnswerSource) -> Generator[Event, None, None]:
+        """Answer with a closed-book pass: the mode's only step, or the fallback's in place of a forced one."""
+        agent = self.agent
+        result = yield from closed_book_pass(
+            agent.backend,
+            self.trace.question,
+            index=index,
+            restriction=restriction,
+            evidence=evidence_lines(self.trace.steps) if source is AnswerSource.FALLBACK else (),
+            answer_type=agent.answer_type,
+            constrained=agent.mode is not Mode.FREE,
+            sampling=agent.sampling,
+            max_tokens=agent.limits.max_reasoning_tokens,
+            deadline=self.deadline,
+            style=agent.prompt_style,
+        )
+        step = result.step
+        self.trace.steps.append(step)
+        self.trace.grammar_ignored |= result.grammar_ignored
+        cut_or_forced = StopReason.STEP_LIMIT if restriction is Restriction.ALL else _STOPS[restriction]
+        if result.stop is not None:  # the backend, the context window or the clock ended the pass
+            self.trace.stop_reason = result.stop
+        elif step.action is None:
+            yield StepFailed(index, step.error or "invalid answer")
+            self.trace.stop_reason = cut_or_forced
+        else:
+            yield ActionParsed(index, step.action)
+            self.trace.answer = step.action.input.strip()
+            self.trace.answer_source = source
+            ended_itself = restriction is Restriction.ALL and not step.truncated
+            self.trace.stop_reason = StopReason.ANSWER if ended_itself else cut_or_forced
+
     def _finish(self, action: Action, restriction: Restriction) -> None:
         self.trace.answer = action.input.strip()
-        self.trace.stop_reason = {
-            Restriction.ALL: StopReason.ANSWER,
-            Restriction.TOOLS_ONLY_FIRST_STEP: StopReason.ANSWER,  # an unconstrained model may still answer
-            Restriction.ANSWER_ONLY_LAST_STEP: StopReason.STEP_LIMIT,
-            Restriction.ANSWER_ONLY_LOOP: StopReason.LOOP,
-        }[restriction]
+        self.trace.answer_source = AnswerSource.FORCED if restriction in _FORCED else AnswerSource.AGENT
+        self.trace.stop_reason = _STOPS[restriction]
 
     def _act(self, step: Step) -> None:
         """Run the step's tool, or, for a repeated action, tell the model instead of re-running it."""
@@ -281,6 +345,15 @@ class _Run:
             raise
         except Exception as exc:  # a tool's own bug must not end the run
             return f"error: {action.command} failed: {type(exc).__name__}: {exc}"
+
+
+_FORCED = (Restriction.ANSWER_ONLY_LAST_STEP, Restriction.ANSWER_ONLY_LOOP)
+_STOPS = {  # why a run that answered under each restriction stopped
+    Restriction.ALL: StopReason.ANSWER,
+    Restriction.TOOLS_ONLY_FIRST_STEP: StopReason.ANSWER,  # an unconstrained model may still answer
+    Restriction.ANSWER_ONLY_LAST_STEP: StopReason.STEP_LIMIT,
+    Restriction.ANSWER_ONLY_LOOP: StopReason.LOOP,
+}
 
 
 def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:

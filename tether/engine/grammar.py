@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol
 
 import lark
 
-from tether.engine.answer import answer_grammar
+from tether.engine.answer import AnswerType, answer_grammar
 from tether.engine.gbnf import Alt, Grammar, Lit, Node, Ref, Seq, load_grammar_source, parse_gbnf_rules, syntax_problem
 from tether.engine.protocol import ANSWER, Action
 from tether.errors import ConfigError, ParseError
@@ -156,10 +156,13 @@ def _span(text: str, node: lark.Tree[lark.Token]) -> str:
     return "" if meta.empty else text[meta.start_pos : meta.end_pos]
 
 
-def compose_step_grammar(tools: Iterable[ToolLike], allowed: Sequence[str] | None = None) -> StepGrammar:
-    """The step grammar for these tools plus `answer`; `allowed` narrows which commands it admits."""
+def compose_step_grammar(
+    tools: Iterable[ToolLike], allowed: Sequence[str] | None = None, answer_type: AnswerType = "text"
+) -> StepGrammar:
+    """The step grammar for these tools plus `answer`; `allowed` narrows which commands it admits,
+    `answer_type` what the answer may be (`tether.engine.answer`)."""
     inputs: dict[str, Grammar] = {t.name: t.input_grammar for t in tools}
-    inputs[ANSWER] = answer_grammar(inputs)  # an answer cannot name a command: it cannot run on
+    inputs[ANSWER] = answer_grammar(inputs, answer_type)  # an answer cannot name a command: it cannot run on
     commands = tuple(inputs) if allowed is None else tuple(allowed)
     unknown = [c for c in commands if c not in inputs]
     if unknown or not commands:

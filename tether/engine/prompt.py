@@ -17,7 +17,7 @@ from tether.engine.grammar import ToolLike
 from tether.engine.protocol import ANSWER, Step
 from tether.errors import ConfigError
 
-__all__ = ["PromptStyle", "examples_for", "render_prompt", "sanitise_observation", "step_transcript"]
+__all__ = ["PromptStyle", "examples_for", "open_turn", "render_prompt", "sanitise_observation", "step_transcript"]
 
 PromptStyle = Literal["auto", "chat", "raw"]
 MEASURED_STYLES: dict[str, PromptStyle] = {"qwen2": "raw", "llama": "chat"}
@@ -91,13 +91,16 @@ def render_prompt(
     shown = "Examples:\n\n" + "\n".join(examples) if examples else ""
     system = _INSTRUCTIONS.format(tools=tool_list(tools), examples=shown).rstrip("\n")
     user = f"Question: {sanitise_observation(question, limit=2000)}"
-    transcript = "".join(map(step_transcript, steps))
+    return open_turn(backend, system, user, style) + "".join(map(step_transcript, steps))
+
+
+def open_turn(backend: Backend, system: str, user: str, style: PromptStyle = "auto") -> str:
+    """The prompt text up to where the model writes: the assistant turn of its chat template after
+    `system` and `user`, or the two as a raw completion, as `style` (or, for `auto`, the measurement) says."""
     opening = None
     chosen = MEASURED_STYLES.get(backend.architecture or "", "chat") if style == "auto" else style
     if chosen == "chat":
         opening = backend.format_chat([Message(role="system", content=system), Message(role="user", content=user)])
         if opening is None and style == "chat":
             raise ConfigError(f"model {backend.name} has no chat template; use prompt style 'raw'")
-    if opening is None:
-        opening = f"{system}\n\n{user}\n"
-    return opening + transcript
+    return opening if opening is not None else f"{system}\n\n{user}\n"

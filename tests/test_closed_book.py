@@ -1,0 +1,253 @@
+"""Closed-book mode and the fallback, on the scripted backend: each path, including passes that fail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tether import (
+    ActionParsed,
+    Agent,
+    AnswerSource,
+    BackendError,
+    ConfigError,
+    Limits,
+    Mode,
+    Restriction,
+    RunFinished,
+    ScriptedBackend,
+    StepFailed,
+    StepStarted,
+    StopReason,
+    TextDelta,
+    Tool,
+    tool,
+)
+from tether.engine.backends.base import ForcedText, Sampling, StreamStats
+from tether.engine.closed_book import EVIDENCE_LINE_CHARS, closed_book_grammar, evidence_lines
+from tether.engine.protocol import Action, Step
+
+
+def step(command: str, text: str, thought: str = "go") -> str:
+    return f"Thought: {thought}\n{command}: {text}\n"
+
+
+class FakeFailingBackend(ScriptedBackend):
+    """Replays its script, then fails like a server that went away."""
+
+    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:  # type: ignore[override]
+        if not self._outputs:
+            self.prompts.append(prompt)
+            raise BackendError("the server closed the connection")
+        return super().stream(prompt, **kwargs)  # type: ignore[arg-type]
+
+
+class FakeFloodBackend(ScriptedBackend):
+    """A server that ignores `max_tokens`: a megabyte a piece, no newline, forever (its first call;
+    later calls replay the script)."""
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        grammar: str | None,
+        max_tokens: int,
+        sampling: Sampling,
+        stats: StreamStats,
+        forced: ForcedText | None = None,
+        deadline: float | None = None,
+    ) -> Iterator[str]:
+        if self.prompts:  # the continuation after the cut is scripted
+            return super().stream(
+                prompt, grammar=grammar, max_tokens=max_tokens, sampling=sampling, stats=stats, deadline=deadline
+            )
+        self.prompts.append(prompt)
+        return iter(["y" * 1_000_000] * 1_000_000)
+
+
+# --- closed-book mode ---------------------------------------------------------------------------------------
+
+
+def test_closed_book_mode_is_one_reasoning_pass_then_the_answer(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend("Two boxes of 3 pens.\n2 * 3 = 6.\nanswer: 6\n")
+    agent = Agent(backend, echo_tools, mode="closed-book")
+    events = list(agent.iter_run("How many pens are in two boxes of 3?"))
+    trace = events[-1].trace  # type: ignore[attr-defined]
+    assert trace.mode is Mode.CLOSED_BOOK
+    assert trace.answer == "6" and trace.stop_reason is StopReason.ANSWER
+    assert trace.answer_source is AnswerSource.CLOSED_BOOK
+    (only,) = trace.steps
+    assert only.raw_text == "Two boxes of 3 pens.\n2 * 3 = 6.\nanswer: 6\n"
+    assert only.action == Action(thought="Two boxes of 3 pens.\n2 * 3 = 6.", command="answer", input="6")
+    assert only.restriction is Restriction.ALL and not only.truncated
+    assert "echo" not in backend.prompts[0] and "How many pens" in backend.prompts[0]
+    assert backend.grammars == [closed_book_grammar("text").gbnf]
+    kinds = [type(e) for e in events]
+    assert kinds[0] is StepStarted and kinds[-2:] == [ActionParsed, RunFinished]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == only.raw_text
+
+
+def test_closed_book_stops_reading_at_the_answer_line() -> None:
+    backend = ScriptedBackend("answer: Paris\nanswer: Lyon\nmore text\n")
+    trace = Agent(backend, [], mode=Mode.CLOSED_BOOK).run("Capital of France?")
+    assert trace.answer == "Paris" and trace.steps[0].raw_text == "answer: Paris\n"
+
+
+def test_closed_book_cut_by_its_budget_answers_from_a_forced_answer_line() -> None:
+    reasoning = "First, " + "think more " * 40  # 407 characters: the scripted model spends one a token
+    backend = ScriptedBackend(reasoning, " 42\n")
+    trace = Agent(backend, [], mode="closed-book", limits=Limits(max_reasoning_tokens=100)).run("q")
+    assert trace.stop_reason is StopReason.STEP_LIMIT and trace.answer == "42"
+    assert trace.answer_source is AnswerSource.CLOSED_BOOK
+    only = trace.steps[0]
+    assert only.truncated and only.raw_text == reasoning[:100] + "\nanswer: 42\n"
+    assert only.tokens.sampled == 100 + 4
+    assert backend.prompts[1] == backend.prompts[0] + reasoning[:100] + "\nanswer:"
+    assert backend.grammars[1] == closed_book_grammar("text").continuation_gbnf
+
+
+def test_a_cut_inside_the_answer_line_rewrites_that_line() -> None:
+    backend = ScriptedBackend("It is six.\nAnswer: six hundred and", " 600\n")
+    trace = Agent(backend, [], mode="closed-book", limits=Limits(max_reasoning_tokens=23)).run("q")
+    assert trace.answer == "600" and trace.steps[0].raw_text == "It is six.\nanswer: 600\n"
+
+
+def test_a_flooding_server_is_cut_at_the_pass_budget() -> None:
+    backend = FakeFloodBackend(" 1\n")
+    limits = Limits(max_reasoning_tokens=64)
+    trace = Agent(backend, [], mode="closed-book", limits=limits).run("q")
+    assert trace.answer == "1" and trace.steps[0].truncated
+    assert len(trace.steps[0].raw_text) == 8 * 64 + len("\nanswer: 1\n")
+
+
+def test_closed_book_with_a_failing_backend_ends_with_its_reason() -> None:
+    trace = Agent(FakeFailingBackend(), [], mode="closed-book").run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and trace.answer is None
+    assert len(trace.steps) == 1 and "closed the connection" in (trace.steps[0].error or "")
+
+
+def test_closed_book_text_outside_the_grammar_has_no_answer() -> None:
+    # The scripted model ignores the grammar, like a server that drops it.
+    trace = Agent(ScriptedBackend("answer: 57 stickers\n"), [], mode="closed-book", answer_type="number").run("q")
+    assert trace.answer is None and trace.answer_source is None
+    assert trace.stop_reason is StopReason.STEP_LIMIT and trace.grammar_ignored
+    assert "invalid closed-book answer" in (trace.steps[0].error or "")
+
+
+# --- the fallback -------------------------------------------------------------------------------------------
+
+
+def test_fallback_at_the_step_limit_reasons_over_the_observations(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), step("other", "xyz"), "echo gave A, other gave zyx.\nanswer: zyx\n")
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=3)).run("q")
+    assert trace.stop_reason is StopReason.STEP_LIMIT
+    assert trace.answer == "zyx" and trace.answer_source is AnswerSource.FALLBACK
+    assert [s.restriction for s in trace.steps][-1] is Restriction.ANSWER_ONLY_LAST_STEP
+    assert [s.observation for s in trace.steps[:2]] == ["A", "zyx"]
+    prompt = backend.prompts[2]
+    assert "1. echo: a -> A\n2. other: xyz -> zyx" in prompt and "Thought:" not in prompt
+    assert backend.grammars[2] == closed_book_grammar("text").gbnf
+
+
+def test_fallback_in_a_loop_keeps_the_loop_as_the_stop_reason() -> None:
+    calls: list[str] = []
+
+    @tool(example="x")
+    def count(text: str) -> str:
+        """Count calls."""
+        calls.append(text)
+        return f"call {len(calls)}"
+
+    backend = ScriptedBackend(step("count", "x"), step("count", "x"), step("count", "x"), "answer: 1\n")
+    trace = Agent(backend, [count]).run("q")
+    assert trace.stop_reason is StopReason.LOOP and trace.answer == "1"
+    assert trace.answer_source is AnswerSource.FALLBACK
+    assert trace.steps[-1].restriction is Restriction.ANSWER_ONLY_LOOP
+    assert "1. count: x -> call 1" in backend.prompts[3] and "2. " not in backend.prompts[3]  # repeats left out
+
+
+def test_fallback_in_free_mode_decodes_without_a_grammar(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), "answer: A\n")
+    trace = Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(max_steps=2)).run("q")
+    assert trace.answer == "A" and trace.answer_source is AnswerSource.FALLBACK
+    assert backend.grammars == [None, None]
+
+
+def test_fallback_off_keeps_the_forced_answer(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), step("answer", "A"))
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=2, fallback=False)).run("q")
+    assert trace.answer == "A" and trace.answer_source is AnswerSource.FORCED
+    assert trace.stop_reason is StopReason.STEP_LIMIT
+    assert '"answer: "' in (backend.grammars[1] or "") and "Thought:" in backend.prompts[1]
+
+
+def test_an_answer_the_agent_chose_says_so(echo_tools: list[Tool]) -> None:
+    trace = Agent(ScriptedBackend(step("echo", "a"), step("answer", "A")), echo_tools).run("q")
+    assert trace.answer_source is AnswerSource.AGENT and trace.stop_reason is StopReason.ANSWER
+
+
+def test_a_fallback_whose_server_fails_keeps_the_steps(echo_tools: list[Tool]) -> None:
+    trace = Agent(FakeFailingBackend(step("echo", "a")), echo_tools, limits=Limits(max_steps=2)).run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and trace.answer is None
+    assert len(trace.steps) == 2 and trace.steps[0].observation == "A"
+    assert trace.steps[1].restriction is Restriction.ANSWER_ONLY_LAST_STEP
+    assert "closed the connection" in (trace.steps[1].error or "")
+
+
+def test_a_fallback_cut_by_its_budget_whose_continuation_fails_keeps_the_steps(echo_tools: list[Tool]) -> None:
+    backend = FakeFailingBackend(step("echo", "a"), "x" * 200)
+    limits = Limits(max_steps=2, max_reasoning_tokens=50)
+    trace = Agent(backend, echo_tools, limits=limits).run("q")
+    assert trace.stop_reason is StopReason.BACKEND_ERROR and trace.answer is None
+    assert len(trace.steps) == 2 and trace.steps[1].truncated
+    assert trace.steps[1].raw_text == "x" * 50 + "\nanswer:"
+    assert backend.prompts[-1].endswith("x" * 50 + "\nanswer:")
+
+
+def test_a_fallback_that_writes_no_valid_answer_ends_at_the_step_limit(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), "Answer: 4\nanswer: 5\n")  # an answer line, then another
+    events = list(Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(max_steps=2)).iter_run("q"))
+    trace = events[-1].trace  # type: ignore[attr-defined]
+    assert trace.answer == "4"  # reading stops at the first answer line
+    backend = ScriptedBackend(step("echo", "a"), "The answer is five\n", "  \n")
+    events = list(Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(max_steps=2)).iter_run("q"))
+    trace = events[-1].trace  # type: ignore[attr-defined]
+    assert trace.stop_reason is StopReason.STEP_LIMIT and trace.answer is None and len(trace.steps) == 2
+    assert any(isinstance(e, StepFailed) for e in events)
+    assert not trace.grammar_ignored  # free mode has no grammar to ignore
+
+
+def test_at_the_time_limit_there_is_no_pass(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), step("echo", "b"), "answer: x\n", delay_s=0.01)
+    began = time.monotonic()
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=3, time_limit_s=0.1)).run("q")
+    assert trace.stop_reason is StopReason.TIME_LIMIT and trace.answer is None
+    assert len(backend.prompts) <= 2 and time.monotonic() - began < 5
+
+
+def test_evidence_lines_are_cleaned_capped_and_skip_errors_and_repeats() -> None:
+    def ran(command: str, text: str, observation: str, loop: str | None = None) -> Step:
+        action = Action(thought="t", command=command, input=text)
+        return Step(index=0, raw_text="", action=action, observation=observation, loop=loop)  # type: ignore[arg-type]
+
+    steps = [
+        ran("search", "a\nb", "line one\x1b[31m\nline two"),
+        ran("calculate", "1/0", "error: division by zero"),
+        ran("search", "a b", "same", loop="repeat"),
+        ran("search", "long", "w " * 1000),
+        Step(index=4, raw_text="garbage", error="invalid"),
+    ]
+    lines = evidence_lines(steps)
+    assert lines[0] == "1. search: a b -> line one [31m line two"
+    assert len(lines) == 2 and lines[1].startswith("2. search: long -> w w")
+    assert len(lines[1]) <= EVIDENCE_LINE_CHARS + 3
+    assert len(evidence_lines([steps[0]] * 50)) == 12
+
+
+def test_limits_and_answer_types_are_checked() -> None:
+    with pytest.raises(ConfigError, match="max_reasoning_tokens"):
+        Limits(max_reasoning_tokens=0)
+    with pytest.raises(ConfigError, match="unknown answer type 'integer'"):
+        Agent(ScriptedBackend(), [], answer_type="integer")  # type: ignore[arg-type]
