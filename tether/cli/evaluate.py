@@ -16,7 +16,13 @@ from tether.engine.backends.openai_server import ServerKind
 from tether.engine.protocol import Mode
 from tether.evaluation.runner import EvalConfig
 
-__all__ = ["evaluate"]
+__all__ = ["MODE_CHOICES", "evaluate"]
+
+MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
+    **{m.value: (m,) for m in Mode},
+    "both": (Mode.CONSTRAINED, Mode.FREE),
+    "all": (Mode.CONSTRAINED, Mode.FREE, Mode.CLOSED_BOOK),
+}
 
 
 @click.command("eval")
@@ -24,7 +30,13 @@ __all__ = ["evaluate"]
 @click.option(
     "--model", "models", multiple=True, help="model name or GGUF path; repeat for several (default: smollm2-135m)"
 )
-@click.option("--mode", type=click.Choice(["constrained", "free", "both"]), default="both", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(list(MODE_CHOICES)),
+    default="both",
+    show_default=True,
+    help="both: constrained and free; all: those and closed-book (no tools, the model's own reasoning)",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="the first N questions of each dataset")
 @click.option(
     "--max-steps", type=click.IntRange(1, 100), default=default_of(EvalConfig, "max_steps"), show_default=True
@@ -57,6 +69,29 @@ __all__ = ["evaluate"]
     show_default=True,
     help="results folder (resumes)",
 )
+@click.option(
+    "--kb", type=click.Path(), help="HotpotQA: search this knowledge base (tether corpus build), not the file's own"
+)
+@click.option(
+    "--fallback/--no-fallback",
+    default=default_of(EvalConfig, "fallback"),
+    show_default=True,
+    help="a run that does not finish answers by a closed-book pass over what it observed",
+)
+@click.option(
+    "--vote",
+    type=click.IntRange(1, 50),
+    default=default_of(EvalConfig, "vote"),
+    show_default=True,
+    help="self-consistency: K sampled runs per question, majority answer",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0, max=5),
+    default=default_of(EvalConfig, "temperature"),
+    show_default=True,
+    help="sampling temperature of the --vote runs",
+)
 @server_options
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="questions at once (--server)"
@@ -73,6 +108,10 @@ def evaluate(
     dataset_format: Literal["hotpotqa", "gsm8k", "qa"] | None,
     prompt_style: Literal["auto", "chat", "raw"],
     out: str,
+    kb: str | None,
+    fallback: bool,
+    vote: int,
+    temperature: float,
     server: str | None,
     server_kind: ServerKind,
     api_key: str | None,
@@ -89,7 +128,7 @@ def evaluate(
     config = EvalConfig(
         datasets=tuple(Path(d) for d in datasets),
         models=models or default_of(EvalConfig, "models"),
-        modes=(Mode.CONSTRAINED, Mode.FREE) if mode == "both" else (Mode(mode),),
+        modes=MODE_CHOICES[mode],
         format=dataset_format,
         limit=limit,
         max_steps=max_steps,
@@ -98,6 +137,10 @@ def evaluate(
         time_limit_s=time_limit,
         prompt_style=prompt_style,
         out=Path(out),
+        kb=None if kb is None else Path(kb),
+        fallback=fallback,
+        vote=vote,
+        temperature=temperature,
         server=server,
         server_kind=server_kind,
         api_key=api_key,

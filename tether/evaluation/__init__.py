@@ -1,17 +1,20 @@
 """`tether eval`: run the agent over a question set, per model and mode, and score it."""
 
 from tether.evaluation.datasets import Dataset, Question, load_dataset
-from tether.evaluation.metrics import Summary, summarise
-from tether.evaluation.runner import EvalConfig, Record, evaluate_question, run_eval
+from tether.evaluation.metrics import Cost, Summary, summarise, wilson_interval
+from tether.evaluation.retrieval import titles_reached
+from tether.evaluation.runner import EvalConfig, Record, answer_type, evaluate_question, run_eval
 from tether.evaluation.scoring import Score, exact_match, extract_number, normalize_answer, score_answer, token_f1
 
 __all__ = [
+    "Cost",
     "Dataset",
     "EvalConfig",
     "Question",
     "Record",
     "Score",
     "Summary",
+    "answer_type",
     "evaluate_question",
     "exact_match",
     "extract_number",
@@ -20,5 +23,7 @@ __all__ = [
     "run_eval",
     "score_answer",
     "summarise",
+    "titles_reached",
     "token_f1",
+    "wilson_interval",
 ]

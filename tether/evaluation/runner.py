@@ -23,22 +23,26 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticSerializationError
 
+from tether.engine.answer import AnswerType
 from tether.engine.backends.base import Backend, Sampling
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Step, StopReason, Trace
+from tether.engine.vote import normalise_answer, self_consistent
 from tether.errors import BackendError, ConfigError
 from tether.evaluation.datasets import Dataset, Format, Question, load_dataset
-from tether.evaluation.metrics import Record, Summary, summarise
+from tether.evaluation.metrics import Cost, Record, Summary, summarise
 from tether.evaluation.scoring import score_answer
 from tether.text import clean_text
 from tether.tools import resolve_tools
 
 __all__ = [
+    "ANSWER_TYPES",
     "EvalConfig",
     "Record",
+    "answer_type",
     "evaluate_question",
     "is_final",
     "model_label",
@@ -49,6 +53,17 @@ __all__ = [
 ]
 
 BackendLoader = Callable[[str], Backend]
+
+# The answer grammar's type per question set: numbers for arithmetic sets (so "57 stickers" cannot be
+# an answer); HotpotQA a short span (whether a question wants yes/no is not known in advance).
+ANSWER_TYPES: dict[str, AnswerType] = {"gsm8k": "number", "qa (numeric answers)": "number", "hotpotqa": "short"}
+
+
+def answer_type(dataset: Dataset) -> AnswerType:
+    """The answer type `tether eval` asks for on `dataset` (ANSWER_TYPES; open text otherwise)."""
+    if dataset.format == "qa":
+        return ANSWER_TYPES["qa (numeric answers)"] if all(q.numeric for q in dataset.questions) else "text"
+    return ANSWER_TYPES[dataset.format]
 
 
 class EvalConfig(BaseModel):
@@ -71,6 +86,10 @@ class EvalConfig(BaseModel):
     server_kind: ServerKind = "llama-cpp"
     api_key: str | None = Field(None, exclude=True, repr=False)
     concurrency: int = Field(1, ge=1)  # questions at once (against a server only)
+    kb: Path | None = None  # HotpotQA searches this knowledge base instead of the file's own paragraphs
+    fallback: bool = True  # a run that does not finish answers by a closed-book pass over its observations
+    vote: int = Field(1, ge=1)  # self-consistency: k sampled runs per question and a vote (1: one greedy run)
+    temperature: float = Field(0.7, ge=0, allow_inf_nan=False)  # the vote's sampling temperature
 
     @field_validator("time_limit_s", mode="before")
     @classmethod
@@ -83,10 +102,16 @@ class EvalConfig(BaseModel):
     def settings(self) -> dict[str, object]:
         """What must match for a resumed run to add to the same results. Models, modes, datasets and
         --limit may change: they choose which records exist, not what a record holds."""
-        return self.model_dump(
+        found = self.model_dump(
             mode="json",
-            include={"format", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style"},
-        )
+            include={
+                "format", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style", "fallback",
+                "vote", "temperature",
+            },
+        )  # fmt: skip
+        found["kb"] = None if self.kb is None else str(self.kb.resolve())  # one pool per folder
+        found["answer_types"] = dict(ANSWER_TYPES)
+        return found
 
 
 def model_label(model: str) -> str:
@@ -154,6 +179,8 @@ def _run_eval(
     labels = [model_label(m) for m in config.models]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two models share the name {labels}; rename a file so their results do not mix")
+    if config.kb is not None and not config.kb.is_file():
+        raise ConfigError(f"--kb {config.kb}: no such file; build one with tether corpus build")
     if config.concurrency > 1 and config.server is None and load_backend is None:
         raise ConfigError("--concurrency needs --server: an in-process model decodes one question at a time")
     if load_backend is None and config.server is None:  # a misspelt or uninstalled model fails now
@@ -176,7 +203,7 @@ def _run_eval(
                 if pending:
                     backend = backend or loader(model)
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    kb = _knowledge_base(config.out, dataset)  # once, before any worker starts
+                    kb = _knowledge_base(config, dataset, mode)  # once, before any worker starts
                     records = _records(config, dataset, kb, backend, mode, model_label(model), pending)
                     with path.open("a", encoding="utf-8") as sink:
                         for record in records:
@@ -186,7 +213,8 @@ def _run_eval(
                             if on_record is not None:
                                 on_record(record)
                 kept = [done[q.id] for q in questions if q.id in done]
-                summaries.append(summarise(clean_text(dataset.name), clean_text(model_label(model)), mode.value, kept))
+                names = clean_text(dataset.name), clean_text(model_label(model))
+                summaries.append(summarise(*names, mode.value, kept, answer_type=answer_type(dataset)))
     return summaries
 
 
@@ -240,23 +268,35 @@ def results_path(out: Path, dataset: Dataset, model: str, mode: Mode) -> Path:
     return out / dataset.name / f"{model_label(model)}.{mode.value}.jsonl"
 
 
-def evaluate_question(agent: Agent, question: Question, model: str, mode: Mode) -> Record:
+def evaluate_question(
+    agent: Agent, question: Question, model: str, mode: Mode, *, vote: int = 1, temperature: float = 0.7
+) -> Record:
     """One question, run and scored. Records depend on nothing else and are keyed by question id, so
     questions can be run in any order, or concurrently with one agent (and backend) per worker.
+    With `vote` > 1, k sampled runs vote (tether.engine.vote) and the record keeps the winning trace,
+    the votes and what all k runs cost.
 
     Whatever a run raises (a BackendError or TetherError the controller let through, or a bug)
     becomes this question's record, stopped as `backend_error` with the error in its last step, so
     one question never ends the eval and a rerun asks it again."""
-    trace = _run_guarded(agent, question.question, mode)
-    score = score_answer(trace.answer, question.answer, numeric=question.numeric)
+    votes: dict[str, int] | None = None
+    cost: Cost | None = None
+    if vote > 1:
+        trace, answer, votes, cost = _vote_guarded(agent, question.question, mode, vote, temperature)
+    else:
+        trace = _run_guarded(agent, question.question, mode)
+        answer = trace.answer
     record = Record(
         id=question.id,
         question=question.question,
         gold=question.answer,
         model=model,
         mode=mode,
-        score=score,
+        score=score_answer(answer, question.answer, numeric=question.numeric),
         trace=trace,
+        supporting_titles=list(question.supporting_titles),
+        votes=votes,
+        cost=cost,
     )
     try:
         record.model_dump_json()
@@ -277,17 +317,42 @@ def _run_guarded(agent: Agent, question: str, mode: Mode) -> Trace:
                 return event.trace
         raise AssertionError("iter_run ended without RunFinished")  # pragma: no cover
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc).strip() else "no details"
-        error = reason if isinstance(exc, BackendError) else f"{type(exc).__name__}: {reason}"
-        failed = Step(index=len(steps), raw_text="", error=clean_text(error)[:500])
-        return Trace(
-            question=question,
-            model=agent.backend.name,
-            mode=mode,
-            steps=[*steps, failed],
-            stop_reason=StopReason.BACKEND_ERROR,
-            elapsed_s=time.monotonic() - started,
-        )
+        return _failed(agent, question, mode, steps, exc, started)
+
+
+def _vote_guarded(
+    agent: Agent, question: str, mode: Mode, k: int, temperature: float
+) -> tuple[Trace, str | None, dict[str, int] | None, Cost | None]:
+    """k sampled runs and their vote: the winning trace, the answer, the votes and the cost. A run
+    that a server failure ended makes the vote incomplete: its trace becomes the record's (stopped
+    as `backend_error`), so a resumed eval asks the question again."""
+    started = time.monotonic()
+    try:
+        voted = self_consistent(agent, question, k=k, temperature=temperature)
+    except Exception as exc:
+        return _failed(agent, question, mode, [], exc, started), None, None, None
+    cost = Cost.of(voted.traces, voted.elapsed_s)
+    broken = [t for t in voted.traces if t.stop_reason is StopReason.BACKEND_ERROR]
+    if broken:
+        return broken[0], None, voted.votes, cost
+    won = None if voted.answer is None else normalise_answer(voted.answer)
+    winner = next((t for t in voted.traces if t.answer is not None and normalise_answer(t.answer) == won), None)
+    winner = winner or voted.traces[0]
+    return winner, voted.answer, voted.votes, cost
+
+
+def _failed(agent: Agent, question: str, mode: Mode, steps: list[Step], exc: Exception, started: float) -> Trace:
+    reason = str(exc).splitlines()[0] if str(exc).strip() else "no details"
+    error = reason if isinstance(exc, BackendError) else f"{type(exc).__name__}: {reason}"
+    failed = Step(index=len(steps), raw_text="", error=clean_text(error)[:500])
+    return Trace(
+        question=question,
+        model=agent.backend.name,
+        mode=mode,
+        steps=[*steps, failed],
+        stop_reason=StopReason.BACKEND_ERROR,
+        elapsed_s=time.monotonic() - started,
+    )
 
 
 def _records(
@@ -304,14 +369,16 @@ def _records(
     if config.concurrency == 1:
         agent = _agent(config, dataset, kb, backend, mode)
         for question in pending:
-            yield evaluate_question(agent, question, model, mode)
+            yield evaluate_question(agent, question, model, mode, vote=config.vote, temperature=config.temperature)
         return
     local = threading.local()
 
     def one(question: Question) -> Record:
         if not hasattr(local, "agent"):
             local.agent = _agent(config, dataset, kb, backend, mode)
-        record: Record = evaluate_question(local.agent, question, model, mode)
+        record: Record = evaluate_question(
+            local.agent, question, model, mode, vote=config.vote, temperature=config.temperature
+        )
         return record
 
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
@@ -338,27 +405,35 @@ def _backend_loader(config: EvalConfig) -> BackendLoader:
 
 
 def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backend, mode: Mode) -> Agent:
+    """The agent for one (dataset, mode): closed-book gets no tools, the others the dataset's."""
     return Agent(
         backend,
-        resolve_tools(dataset.tools, kb=kb),
+        [] if mode is Mode.CLOSED_BOOK else resolve_tools(dataset.tools, kb=kb),
         limits=Limits(
-            max_steps=config.max_steps, max_step_tokens=config.max_step_tokens, time_limit_s=config.time_limit_s
+            max_steps=config.max_steps,
+            max_step_tokens=config.max_step_tokens,
+            time_limit_s=config.time_limit_s,
+            fallback=config.fallback,
         ),
         mode=mode,
         sampling=Sampling(seed=config.seed),
         prompt_style=config.prompt_style,
+        answer_type=answer_type(dataset),
     )
 
 
-def _knowledge_base(out: Path, dataset: Dataset) -> Path | None:
-    """HotpotQA's paragraphs, all questions pooled, become the offline encyclopedia the agent searches.
-    Built once per folder, before any worker thread starts; `build_corpus` writes a uniquely named
-    temporary file and renames it into place, so nothing half-built is ever opened."""
-    if dataset.format != "hotpotqa":
+def _knowledge_base(config: EvalConfig, dataset: Dataset, mode: Mode) -> Path | None:
+    """What a HotpotQA run searches: `--kb`, or else the file's paragraphs, all questions pooled, as
+    an offline encyclopedia built once per folder, before any worker thread starts (`build_corpus`
+    writes a uniquely named temporary file and renames it into place, so nothing half-built is ever
+    opened). Closed-book runs search nothing."""
+    if dataset.format != "hotpotqa" or mode is Mode.CLOSED_BOOK:
         return None
+    if config.kb is not None:
+        return config.kb
     from tether.corpus import build_corpus
 
-    kb = out / dataset.name / "kb.sqlite"
+    kb = config.out / dataset.name / "kb.sqlite"
     if not kb.is_file():
         kb.parent.mkdir(parents=True, exist_ok=True)
         build_corpus(dataset.path, kb)
