@@ -1,0 +1,91 @@
+"""Self-consistency on the scripted backend: k sampled runs, normalised answers, a majority vote."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tether import Agent, ConfigError, Limits, Sampling, ScriptedBackend, Voted, self_consistent
+from tether.engine.vote import normalise_answer
+
+
+class FakeSampledBackend(ScriptedBackend):
+    """Records the sampling of each call, so the test sees what each run was decoded with."""
+
+    def __init__(self, *outputs: str) -> None:
+        super().__init__(*outputs)
+        self.samplings: list[Sampling] = []
+
+    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:  # type: ignore[override]
+        sampling = kwargs["sampling"]
+        assert isinstance(sampling, Sampling)
+        self.samplings.append(sampling)
+        return super().stream(prompt, **kwargs)  # type: ignore[arg-type]
+
+
+def closed_book(*answers: str) -> Agent:
+    return Agent(FakeSampledBackend(*(f"answer: {a}\n" for a in answers)), [], mode="closed-book")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("1,000", "1000.0"),
+        ("1000", " 1000 "),
+        ("-3.50", "-3.5"),
+        ("0.0", "0"),
+        ("The Eiffel Tower.", "eiffel tower"),
+        ("an  apple", "Apple!"),
+        ("Yes", "yes."),
+    ],
+)
+def test_normalised_answers_that_say_the_same_are_equal(first: str, second: str) -> None:
+    assert normalise_answer(first) == normalise_answer(second)
+
+
+@pytest.mark.parametrize(("first", "second"), [("1,000", "100"), ("10", "1.0"), ("yes", "no"), ("Paris", "Parish")])
+def test_different_answers_stay_different(first: str, second: str) -> None:
+    assert normalise_answer(first) != normalise_answer(second)
+
+
+def test_k_runs_with_seeds_vote_for_the_majority() -> None:
+    agent = closed_book("42", "41", "42.0", "1", "41")
+    voted = self_consistent(agent, "q", k=5, temperature=0.9)
+    assert isinstance(voted, Voted)
+    assert voted.answer == "42" and voted.votes == {"42": 2, "41": 2, "1": 1}  # a tie: the earliest run wins
+    assert [t.answer for t in voted.traces] == ["42", "41", "42.0", "1", "41"]
+    backend = agent.backend
+    assert isinstance(backend, FakeSampledBackend)
+    assert [(s.temperature, s.seed) for s in backend.samplings] == [(0.9, i) for i in range(5)]
+    assert agent.sampling == Sampling() and voted.elapsed_s >= 0
+
+
+def test_a_tie_goes_to_the_earliest_run_among_the_tied() -> None:
+    voted = self_consistent(closed_book("y", "x", "x", "y"), "q", k=4)
+    assert voted.answer == "y" and voted.votes == {"y": 2, "x": 2}
+
+
+def test_runs_without_an_answer_do_not_vote() -> None:
+    agent = Agent(
+        FakeSampledBackend("answer: 57 stickers\n", "answer: 7\n"), [], mode="closed-book", answer_type="number"
+    )
+    voted = self_consistent(agent, "q", k=2)
+    assert voted.answer == "7" and voted.votes == {"7": 1} and voted.traces[0].answer is None
+    nobody = self_consistent(
+        Agent(ScriptedBackend("answer: ?!\n"), [], mode="closed-book", answer_type="number"), "q", k=1
+    )
+    assert nobody.answer is None and nobody.votes == {}
+
+
+def test_the_agent_keeps_its_other_settings_in_every_run() -> None:
+    backend = FakeSampledBackend("answer: x\n", "answer: x\n")
+    agent = Agent(backend, [], mode="closed-book", sampling=Sampling(top_k=5), limits=Limits(max_reasoning_tokens=32))
+    voted = self_consistent(agent, "q", k=2, temperature=0.5)
+    assert [s.top_k for s in backend.samplings] == [5, 5] and voted.votes == {"x": 2}
+
+
+@pytest.mark.parametrize(("k", "temperature"), [(0, 0.7), (-1, 0.7), (3, -0.1), (3, float("nan"))])
+def test_bad_settings_are_config_errors(k: int, temperature: float) -> None:
+    with pytest.raises(ConfigError):
+        self_consistent(closed_book(), "q", k=k, temperature=temperature)
