@@ -110,7 +110,7 @@ def test_typed_near_misses_are_refused(typed: dict[str, StepGrammar], answer_typ
     with pytest.raises(ParseError):
         typed[answer_type].parse(f"Thought: done\nanswer: {answer}\n")
     with pytest.raises(ParseError):
-        closed_book_grammar(answer_type).parse(f"Some reasoning.\nanswer: {answer}\n")  # type: ignore[arg-type]
+        closed_book_grammar(answer_type).parse(f"Some reasoning.\nanswer: {answer}\n")
 
 
 @pytest.mark.parametrize(

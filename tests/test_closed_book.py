@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 
@@ -13,6 +14,7 @@ from tether import (
     AnswerSource,
     BackendError,
     ConfigError,
+    Event,
     Limits,
     Mode,
     Restriction,
@@ -23,6 +25,7 @@ from tether import (
     StopReason,
     TextDelta,
     Tool,
+    Trace,
     tool,
 )
 from tether.engine.backends.base import ForcedText, Sampling, StreamStats
@@ -34,10 +37,16 @@ def step(command: str, text: str, thought: str = "go") -> str:
     return f"Thought: {thought}\n{command}: {text}\n"
 
 
+def finished(events: list[Event]) -> Trace:
+    last = events[-1]
+    assert isinstance(last, RunFinished)
+    return last.trace
+
+
 class FakeFailingBackend(ScriptedBackend):
     """Replays its script, then fails like a server that went away."""
 
-    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:  # type: ignore[override]
+    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:
         if not self._outputs:
             self.prompts.append(prompt)
             raise BackendError("the server closed the connection")
@@ -74,7 +83,7 @@ def test_closed_book_mode_is_one_reasoning_pass_then_the_answer(echo_tools: list
     backend = ScriptedBackend("Two boxes of 3 pens.\n2 * 3 = 6.\nanswer: 6\n")
     agent = Agent(backend, echo_tools, mode="closed-book")
     events = list(agent.iter_run("How many pens are in two boxes of 3?"))
-    trace = events[-1].trace  # type: ignore[attr-defined]
+    trace = finished(events)
     assert trace.mode is Mode.CLOSED_BOOK
     assert trace.answer == "6" and trace.stop_reason is StopReason.ANSWER
     assert trace.answer_source is AnswerSource.CLOSED_BOOK
@@ -209,11 +218,11 @@ def test_a_fallback_cut_by_its_budget_whose_continuation_fails_keeps_the_steps(e
 def test_a_fallback_that_writes_no_valid_answer_ends_at_the_step_limit(echo_tools: list[Tool]) -> None:
     backend = ScriptedBackend(step("echo", "a"), "Answer: 4\nanswer: 5\n")  # an answer line, then another
     events = list(Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(max_steps=2)).iter_run("q"))
-    trace = events[-1].trace  # type: ignore[attr-defined]
+    trace = finished(events)
     assert trace.answer == "4"  # reading stops at the first answer line
     backend = ScriptedBackend(step("echo", "a"), "The answer is five\n", "  \n")
     events = list(Agent(backend, echo_tools, mode=Mode.FREE, limits=Limits(max_steps=2)).iter_run("q"))
-    trace = events[-1].trace  # type: ignore[attr-defined]
+    trace = finished(events)
     assert trace.stop_reason is StopReason.STEP_LIMIT and trace.answer is None and len(trace.steps) == 2
     assert any(isinstance(e, StepFailed) for e in events)
     assert not trace.grammar_ignored  # free mode has no grammar to ignore
@@ -228,9 +237,9 @@ def test_at_the_time_limit_there_is_no_pass(echo_tools: list[Tool]) -> None:
 
 
 def test_evidence_lines_are_cleaned_capped_and_skip_errors_and_repeats() -> None:
-    def ran(command: str, text: str, observation: str, loop: str | None = None) -> Step:
+    def ran(command: str, text: str, observation: str, loop: Literal["repeat"] | None = None) -> Step:
         action = Action(thought="t", command=command, input=text)
-        return Step(index=0, raw_text="", action=action, observation=observation, loop=loop)  # type: ignore[arg-type]
+        return Step(index=0, raw_text="", action=action, observation=observation, loop=loop)
 
     steps = [
         ran("search", "a\nb", "line one\x1b[31m\nline two"),

@@ -17,7 +17,7 @@ class FakeSampledBackend(ScriptedBackend):
         super().__init__(*outputs)
         self.samplings: list[Sampling] = []
 
-    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:  # type: ignore[override]
+    def stream(self, prompt: str, **kwargs: object) -> Iterator[str]:
         sampling = kwargs["sampling"]
         assert isinstance(sampling, Sampling)
         self.samplings.append(sampling)
