@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Literal
 
 import pytest
+from fakeservers import FakeServer, completion_reply
 
 from tether import (
     ActionParsed,
@@ -28,6 +30,7 @@ from tether import (
     Trace,
     tool,
 )
+from tether.cli import main
 from tether.engine.backends.base import ForcedText, Sampling, StreamStats
 from tether.engine.closed_book import EVIDENCE_LINE_CHARS, closed_book_grammar, evidence_lines
 from tether.engine.protocol import Action, Step
@@ -260,3 +263,47 @@ def test_limits_and_answer_types_are_checked() -> None:
         Limits(max_reasoning_tokens=0)
     with pytest.raises(ConfigError, match="unknown answer type 'integer'"):
         Agent(ScriptedBackend(), [], answer_type="integer")  # type: ignore[arg-type]
+
+
+# --- tether ask -----------------------------------------------------------------------------------------
+
+
+def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["ask", "How much is two and two?", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ask_closed_book_with_a_typed_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    replies = iter(["Two and two.\nanswer: 4 apples\n", "Two and two.\nanswer: 4\n"])
+    with FakeServer(lambda _: completion_reply(next(replies))) as server:
+        code, out, _ = ask(capsys, "--server", server.url, "--closed-book", "--answer-type", "number", "--json")
+        assert code == 0 and json.loads(out)["answer"] is None  # the server ignored the grammar: no answer
+        code, out, _ = ask(capsys, "--server", server.url, "--closed-book", "--answer-type", "number", "--json")
+    trace = json.loads(out)
+    assert code == 0 and trace["mode"] == "closed-book" and trace["answer"] == "4"
+    assert trace["answer_source"] == "closed_book"
+    sent = json.loads(server.requests[-1].body)
+    assert sent["grammar"] == closed_book_grammar("number").gbnf
+
+
+def test_ask_without_the_fallback_forces_the_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    script = iter(["Thought: go\ncalculate: 2+2\n", "Thought: done\nanswer: 4\n"])
+    with FakeServer(lambda _: completion_reply(next(script))) as server:
+        code, out, _ = ask(capsys, "--server", server.url, "--max-steps", "2", "--no-fallback", "--json")
+    trace = json.loads(out)
+    assert code == 0 and trace["answer"] == "4" and trace["answer_source"] == "forced"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--closed-book", "--no-grammar"], "error: --closed-book and --no-grammar exclude each other"),
+        (["--answer-type", "integer"], "error: Invalid value for '--answer-type': 'integer' is not one of"),
+    ],
+)
+def test_ask_refuses_bad_answer_options_in_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = ask(capsys, *argv)
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1 and out == ""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from tether.cli._options import TOOLS_HELP, default_of, finite, server_options, terminal_safe, tool_names
+from tether.engine.answer import ANSWER_TYPES, AnswerType
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
@@ -24,6 +25,20 @@ __all__ = ["ask", "run_question"]
 @click.option("--max-steps", type=click.IntRange(1, 100), default=default_of(Limits, "max_steps"), show_default=True)
 @click.option("--tools", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=TOOLS_HELP)
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
+@click.option("--closed-book", is_flag=True, help="answer with no tools: reason in one pass, then one answer line")
+@click.option(
+    "--answer-type",
+    type=click.Choice(ANSWER_TYPES),
+    default="text",
+    show_default=True,
+    help="what the answer may be: a number, yes or no, a few words, or open text",
+)
+@click.option(
+    "--fallback/--no-fallback",
+    default=default_of(Limits, "fallback"),
+    show_default=True,
+    help="answer a run that hits the step limit or loops by a closed-book pass over what it observed",
+)
 @click.option(
     "--time-limit",
     type=click.FloatRange(min=0.1),
@@ -47,6 +62,9 @@ def ask(
     max_steps: int,
     tools: str,
     no_grammar: bool,
+    closed_book: bool,
+    answer_type: AnswerType,
+    fallback: bool,
     time_limit: float,
     kb: str | None,
     server: str | None,
@@ -59,6 +77,8 @@ def ask(
 
     Exits 0 when the run ends (answered or stopped by a limit), 1 with the reason on stderr when the
     server failed (stop reason backend_error) or on another error, 2 on bad options, 130 on Ctrl-C."""
+    if closed_book and no_grammar:
+        raise click.UsageError("--closed-book and --no-grammar exclude each other")
     from tether.models import build_backend
 
     question = clean_text(question)  # undecodable argv bytes arrive as lone surrogates
@@ -67,8 +87,9 @@ def ask(
     agent = Agent(
         backend,
         registry,
-        limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first),
-        mode=Mode.FREE if no_grammar else Mode.CONSTRAINED,
+        limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first, fallback=fallback),
+        mode=Mode.CLOSED_BOOK if closed_book else Mode.FREE if no_grammar else Mode.CONSTRAINED,
+        answer_type=answer_type,
     )
     run_question(agent, question, as_json=as_json)
 
