@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -18,6 +19,7 @@ from tether import (
     ConfigError,
     Event,
     Limits,
+    LlamaCppBackend,
     Mode,
     Restriction,
     RunFinished,
@@ -34,6 +36,9 @@ from tether.cli import main
 from tether.engine.backends.base import ForcedText, Sampling, StreamStats
 from tether.engine.closed_book import EVIDENCE_LINE_CHARS, closed_book_grammar, evidence_lines
 from tether.engine.protocol import Action, Step
+from tether.tools import resolve_tools
+
+NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", re.ASCII)
 
 
 def step(command: str, text: str, thought: str = "go") -> str:
@@ -307,3 +312,25 @@ def test_ask_refuses_bad_answer_options_in_one_line(
 ) -> None:
     code, out, err = ask(capsys, *argv)
     assert code == 2 and err.startswith(message) and err.count("\n") == 1 and out == ""
+
+
+# --- the real model ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_smollm2_closed_book_and_typed_number_runs_end_with_answers_in_their_grammar(smollm2: LlamaCppBackend) -> None:
+    limits = Limits(max_steps=3, max_reasoning_tokens=64, time_limit_s=24 * 3600.0)  # bounded by work only
+    closed = Agent(smollm2, [], mode="closed-book", limits=limits).run("What is the capital of France?")
+    assert closed.stop_reason in (StopReason.ANSWER, StopReason.STEP_LIMIT)
+    assert closed.answer and closed.answer_source is AnswerSource.CLOSED_BOOK
+    (only,) = closed.steps
+    text = only.raw_text if only.raw_text.endswith("\n") else only.raw_text + "\n"
+    assert closed_book_grammar("text").parse(text).input == closed.answer
+
+    typed = Agent(smollm2, resolve_tools(["calculate"]), answer_type="number", limits=limits).run("What is 17 * 23?")
+    assert typed.stop_reason in (StopReason.ANSWER, StopReason.STEP_LIMIT, StopReason.LOOP)
+    assert typed.answer is not None and re.fullmatch(
+        r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?", typed.answer, re.ASCII
+    )
+    assert typed.answer_source in (AnswerSource.AGENT, AnswerSource.FALLBACK)
+    assert all(step.valid for step in typed.steps if not step.truncated)
