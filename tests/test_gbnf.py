@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterator
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 import lark
@@ -93,9 +93,9 @@ def all_grammars() -> dict[str, Grammar]:
     return {**shipped_grammars(), **{name: parse_gbnf(source) for name, source in HAND_WRITTEN.items()}}
 
 
-@lru_cache(maxsize=32)
 def lark_parser(grammar: Grammar) -> lark.Lark:
-    return lark.Lark(LARK_PRELUDE + grammar.to_lark(), start=grammar.lark_start, parser="earley", lexer="dynamic")
+    """The validator's own parser for `grammar` (the one every caller shares)."""
+    return grammar.parser
 
 
 def lark_accepts(grammar: Grammar, text: str) -> bool:

@@ -71,8 +71,8 @@ def test_r6_the_lark_form_grows_linearly_and_means_the_same(source: str, example
     grammar = parse_gbnf(source)
     text = grammar.to_lark()
     assert len(text) < 2000 and text.count("\n") < 40
-    parser = lark.Lark(LARK_PRELUDE + text, start=grammar.lark_start, parser="earley", lexer="dynamic")
-    parser.parse(example)
+    assert grammar.lark_source == LARK_PRELUDE + text
+    grammar.parser.parse(example)
 
 
 def test_r6_up_to_five_words_means_up_to_five_words() -> None:
@@ -84,7 +84,7 @@ def test_r6_up_to_five_words_means_up_to_five_words() -> None:
 @pytest.mark.parametrize(("lo", "hi"), [(0, 1), (0, 2), (1, 7), (3, 3), (2, 10), (0, 13), (5, 64), (0, 2000)])
 def test_r6_bounded_repeats_count_exactly(lo: int, hi: int) -> None:
     grammar = parse_gbnf(f'root ::= "a"{{{lo},{hi}}} "b"')
-    parser = lark.Lark(LARK_PRELUDE + grammar.to_lark(), start=grammar.lark_start, parser="earley", lexer="dynamic")
+    parser = grammar.parser
     for n in sorted({0, 1, lo - 1, lo, lo + 1, (lo + hi) // 2, hi - 1, hi, hi + 1}):
         if n < 0:
             continue
