@@ -461,7 +461,9 @@ def test_power_chains_group_like_python(text: str, expected: Number) -> None:
     check_against_reference(text)
 
 
-_chain_operand = st.tuples(st.text(st.sampled_from("-+"), max_size=3), st.sampled_from(["0", "1", "2", "3", "0.5"]))
+# No 3: Python's reference evaluates a tower before anyone can refuse it, and 3**3**3**3 has trillions of
+# digits (it took 17 GB); the tallest tower here, 2**2**2**2**2, has 19,729.
+_chain_operand = st.tuples(st.text(st.sampled_from("-+"), max_size=3), st.sampled_from(["0", "1", "2", "0.5"]))
 
 
 @_SETTINGS
