@@ -196,7 +196,10 @@ def test_tether_eval_mode_all_end_to_end_on_smollm2(capsys: pytest.CaptureFixtur
     written = {s["mode"]: s for s in json.loads((out / "summary.json").read_text())}
     assert set(written) == {"constrained", "free", "closed-book"}
     for mode, summary in written.items():
-        records = [Record.model_validate_json(line) for line in (out / "arith" / f"smollm2-135m.{mode}.jsonl").open()]
+        records = [
+            Record.model_validate_json(line)
+            for line in (out / "arith" / f"smollm2-135m.{mode}.jsonl").read_text().splitlines()
+        ]
         assert len(records) == 2 and all(r.trace.stop_reason is not None for r in records)
         if mode != "free":  # with the grammar, every run ends with an answer
             assert all(r.trace.answer is not None for r in records)
