@@ -53,7 +53,7 @@ UNREACHABLE_S = 24 * 3600.0  # a time limit no run reaches: the step and token l
 LIMITS = Limits(max_steps=6, time_limit_s=UNREACHABLE_S)
 # Unconstrained, nothing ends a rambling step but its token limit: 128 tokens holds a Thought and a
 # command line, and keeps the whole test's work (20 runs x 6 steps x 128 tokens) affordable.
-FREE_LIMITS = Limits(max_steps=6, max_step_tokens=128, time_limit_s=UNREACHABLE_S)
+FREE_LIMITS = Limits(max_steps=6, max_step_tokens=128, time_limit_s=UNREACHABLE_S, fallback=False)  # the loop alone
 WORK_BOUNDED = (StopReason.ANSWER, StopReason.STEP_LIMIT, StopReason.LOOP, StopReason.CONTEXT_LIMIT)
 
 

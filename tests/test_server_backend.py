@@ -117,7 +117,7 @@ def test_the_api_key_is_sent_as_a_bearer_token() -> None:
 
 def test_a_server_that_ignores_the_grammar_is_flagged_and_handled_as_free_mode() -> None:
     with FakeServer(lambda _: completion("Sure! The answer is 42, obviously.")) as server:
-        trace = agent(server.url).run("What is 6 * 7?")
+        trace = agent(server.url, limits=Limits(max_steps=4, fallback=False)).run("What is 6 * 7?")
     assert trace.grammar_ignored and trace.answer is None and trace.stop_reason is StopReason.STEP_LIMIT
     assert len(trace.steps) == 4 and all(s.action is None and s.error for s in trace.steps)
     assert all((s.observation or "").startswith("error: invalid step") for s in trace.steps)
@@ -253,7 +253,7 @@ def test_s11_a_huge_reply_is_refused_and_a_long_one_is_cut_to_the_step_budget() 
     long_line = completion_reply("Thought: " + "y" * 300_000 + "\nanswer: 1\n")
     with FakeServer(lambda _: long_line) as server:
         assert len(complete(OpenAIServerBackend(server.url), max_tokens=64)) == 64 * 8
-        trace = agent(server.url, limits=Limits(max_steps=3, max_step_tokens=64)).run("q")
+        trace = agent(server.url, limits=Limits(max_steps=3, max_step_tokens=64, fallback=False)).run("q")
     assert all(len(step.raw_text) <= 64 * 8 and step.truncated for step in trace.steps)
     prompts = [len(str(body(r)["prompt"])) for r in server.requests[1:]]
     assert max(prompts) < 20_000  # was 1 KB, 50 MB, 100 MB: each step re-sent the whole reply
