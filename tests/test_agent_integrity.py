@@ -8,14 +8,14 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakebackends import FakeFloodBackend
 
 from tether import Agent, ConfigError, Limits, ScriptedBackend, StopReason, Tool, tool
 from tether.engine.answer import ANSWER_MAX_WORDS, answer_grammar
-from tether.engine.backends.base import ForcedText, Message, Sampling, StreamStats
 from tether.engine.gbnf import llama_cpp_accepts
 from tether.engine.grammar import compose_step_grammar
 from tether.engine.prompt import sanitise_observation
@@ -209,29 +209,6 @@ def test_b5_a_huge_tool_output_is_capped_without_walking_all_of_it() -> None:
 def test_b5_sanitise_marks_a_cut_even_when_the_head_is_blank() -> None:
     assert sanitise_observation(" " * 10_000 + "tail", limit=100) == "…"
     assert sanitise_observation("short", limit=100) == "short"
-
-
-class FakeFloodBackend(ScriptedBackend):
-    """A server that ignores `max_tokens`: one megabyte a piece, no newline, forever."""
-
-    def stream(
-        self,
-        prompt: str,
-        *,
-        grammar: str | None,
-        max_tokens: int,
-        sampling: Sampling,
-        stats: StreamStats,
-        forced: ForcedText | None = None,
-        deadline: float | None = None,
-    ) -> Iterator[str]:
-        self.prompts.append(prompt)
-        yield "Thought: "
-        while True:
-            yield "y" * 1_000_000
-
-    def format_chat(self, messages: Sequence[Message]) -> str | None:
-        return None
 
 
 def test_s11_a_flood_of_text_is_cut_to_the_steps_budget_and_not_resent() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Literal
 
 import pytest
+from fakebackends import FakeFloodBackend
 from fakeservers import FakeServer, completion_reply
 
 from tether import (
@@ -33,7 +34,6 @@ from tether import (
     tool,
 )
 from tether.cli import main
-from tether.engine.backends.base import ForcedText, Sampling, StreamStats
 from tether.engine.closed_book import EVIDENCE_LINE_CHARS, closed_book_grammar, evidence_lines
 from tether.engine.protocol import Action, Step
 from tether.tools import resolve_tools
@@ -59,29 +59,6 @@ class FakeFailingBackend(ScriptedBackend):
             self.prompts.append(prompt)
             raise BackendError("the server closed the connection")
         return super().stream(prompt, **kwargs)  # type: ignore[arg-type]
-
-
-class FakeFloodBackend(ScriptedBackend):
-    """A server that ignores `max_tokens`: a megabyte a piece, no newline, forever (its first call;
-    later calls replay the script)."""
-
-    def stream(
-        self,
-        prompt: str,
-        *,
-        grammar: str | None,
-        max_tokens: int,
-        sampling: Sampling,
-        stats: StreamStats,
-        forced: ForcedText | None = None,
-        deadline: float | None = None,
-    ) -> Iterator[str]:
-        if self.prompts:  # the continuation after the cut is scripted
-            return super().stream(
-                prompt, grammar=grammar, max_tokens=max_tokens, sampling=sampling, stats=stats, deadline=deadline
-            )
-        self.prompts.append(prompt)
-        return iter(["y" * 1_000_000] * 1_000_000)
 
 
 # --- closed-book mode ---------------------------------------------------------------------------------------
