@@ -26,7 +26,7 @@ from tether.engine.backends.base import Backend, Sampling
 from tether.engine.events import Event, TextDelta
 from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq, syntax_problem
 from tether.engine.prompt import PromptStyle, open_turn, sanitise_observation
-from tether.engine.protocol import ANSWER, Action, Restriction, Step, StopReason, TokenCounts
+from tether.engine.protocol import ANSWER, CHARS_PER_TOKEN, Action, Restriction, Step, StopReason, TokenCounts
 from tether.errors import BackendError, ContextOverflow, ParseError
 from tether.text import clean_text
 
@@ -251,9 +251,9 @@ def _decode(
     continuation: bool = False,
 ) -> Generator[Event, None, _Decoded]:
     """One decode: stream until the answer line ends (a continuation: its first line), the budget
-    (tokens, and 8 characters a token for a server that ignores `max_tokens`), or the deadline."""
+    (tokens, and CHARS_PER_TOKEN characters a token for a server that ignores `max_tokens`), or the deadline."""
     stats = TokenCounts()
-    text, line_start, max_chars = "", 0, 8 * max_tokens
+    text, line_start, max_chars = "", 0, CHARS_PER_TOKEN * max_tokens
     complete = False
     stream: Iterator[str] | None = None
     try:

@@ -32,6 +32,7 @@ from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import (
     ANSWER,
+    CHARS_PER_TOKEN,
     Action,
     AnswerSource,
     Mode,
@@ -77,7 +78,7 @@ class Limits(BaseModel):
     def max_step_chars(self) -> int:
         """The most text a step may have (8 characters a token): a server that ignores `max_tokens`, or
         a runaway line, is cut here, before the validator, whose work grows with the text."""
-        return 8 * self.max_step_tokens
+        return CHARS_PER_TOKEN * self.max_step_tokens
 
 
 class Agent:

@@ -7,7 +7,6 @@ turn of the model's chat template (`chat`, the default where the model has a tem
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from typing import Literal, Protocol
@@ -16,6 +15,7 @@ from tether.engine.backends.base import Backend, Message
 from tether.engine.grammar import ToolLike
 from tether.engine.protocol import ANSWER, Step
 from tether.errors import ConfigError
+from tether.text import one_line
 
 __all__ = ["PromptStyle", "examples_for", "open_turn", "render_prompt", "sanitise_observation", "step_transcript"]
 
@@ -29,7 +29,6 @@ OBSERVATION_LIMIT = 600
 EXAMPLE_LIMIT = 4
 _PROMPTS = resources.files("tether.prompts")
 _INSTRUCTIONS = _PROMPTS.joinpath("prompt.txt").read_text("utf-8")
-_SPACES = re.compile(r"\s+")
 _COMMAND = re.compile(r"^([a-z][a-z0-9_]*): ", re.MULTILINE)
 
 
@@ -62,14 +61,8 @@ def examples_for(tools: Iterable[ToolLike], limit: int = EXAMPLE_LIMIT) -> list[
 
 
 def sanitise_observation(text: str, limit: int = OBSERVATION_LIMIT) -> str:
-    """One line of printable text, capped: tool output is data and can never forge a step. Only the
-    head of the text is cleaned (the rest would be cut anyway), so 100 MB of output costs no more than 1 KB."""
-    head = text[: 4 * limit + 64]
-    flat = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in head)
-    flat = _SPACES.sub(" ", flat).strip()
-    if len(flat) <= limit and len(head) == len(text):
-        return flat
-    return flat[: limit - 1].rstrip() + "…"
+    """One line of printable text, capped: tool output is data and can never forge a step."""
+    return one_line(text, limit)
 
 
 def step_transcript(step: Step) -> str:

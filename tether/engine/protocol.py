@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ANSWER",
+    "CHARS_PER_TOKEN",
     "Action",
     "AnswerSource",
     "Mode",
@@ -21,6 +22,8 @@ __all__ = [
 ]
 
 ANSWER = "answer"  # the built-in final command
+CHARS_PER_TOKEN = 8  # a step's text is cut at this many characters per token of its budget: a server may
+# ignore `max_tokens`, and the validator's work grows with the text
 
 
 class Action(BaseModel):

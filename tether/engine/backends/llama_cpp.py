@@ -20,6 +20,7 @@ from tether.engine.backends.base import ForcedText, Message, Sampling
 from tether.engine.backends.checker import CheckerFactory
 from tether.engine.protocol import TokenCounts
 from tether.errors import ConfigError, ContextOverflow, ModelFileError
+from tether.text import one_line
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -87,12 +88,6 @@ def check_model_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _one_line(text: str, limit: int = 240) -> str:
-    """Untrusted error text as one printable, capped line."""
-    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def _read_chat_templates(path: Path) -> tuple[dict[str, str], str, str]:
     """The file's chat templates (every key `Llama` compiles at load) and its BOS and EOS text, from a
     vocab-only load: llama.cpp's own header parser, no tensors read, no template compiled."""
@@ -136,7 +131,7 @@ def render_chat_template(
     command = [sys.executable, "-I", "-c", _RENDER_CHILD, str(_TEMPLATE_MEMORY)]
 
     def failed(why: str) -> ModelFileError:
-        return ModelFileError(f"the chat template of {model_path} is unusable: {_one_line(why)}")
+        return ModelFileError(f"the chat template of {model_path} is unusable: {one_line(why, 240)}")
 
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -27,7 +27,7 @@ import requests
 import urllib3
 
 from tether.engine.backends.base import ForcedText, Message, Sampling
-from tether.engine.protocol import TokenCounts
+from tether.engine.protocol import CHARS_PER_TOKEN, TokenCounts
 from tether.errors import BackendError, ConfigError
 from tether.text import clean_text
 
@@ -39,9 +39,6 @@ _STOP = ["\nObservation:", "\nQuestion:"]  # an unconstrained model would go on 
 
 MAX_REPLY_BYTES = 4_000_000
 """The most bytes of a reply read, counted after decompression (a gzip bomb stops here)."""
-CHARS_PER_TOKEN = 8
-"""The completion text is cut to `max_tokens * CHARS_PER_TOKEN` characters (as `Limits.max_step_chars`): not every
-server enforces `max_tokens`."""
 _CHUNK = 16_384
 _ERROR_BODY_BYTES = 4_096  # enough of a refusal's body for its message
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
