@@ -14,6 +14,7 @@ import click
 from tether.cli._options import default_of, server_options
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.protocol import Mode
+from tether.evaluation.datasets import FORMATS, Format
 from tether.evaluation.runner import EvalConfig
 
 __all__ = ["MODE_CHOICES", "evaluate"]
@@ -55,7 +56,7 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     show_default=True,
     help="seconds per question",
 )
-@click.option("--format", "dataset_format", type=click.Choice(["hotpotqa", "gsm8k", "qa"]), help="default: detected")
+@click.option("--format", "dataset_format", type=click.Choice(list(FORMATS)), help="default: detected")
 @click.option(
     "--prompt-style",
     type=click.Choice(["auto", "chat", "raw"]),
@@ -105,7 +106,7 @@ def evaluate(
     max_step_tokens: int,
     seed: int,
     time_limit: float,
-    dataset_format: Literal["hotpotqa", "gsm8k", "qa"] | None,
+    dataset_format: Format | None,
     prompt_style: Literal["auto", "chat", "raw"],
     out: str,
     kb: str | None,
@@ -117,10 +118,11 @@ def evaluate(
     api_key: str | None,
     concurrency: int,
 ) -> None:
-    """Run the agent over DATASETS (HotpotQA JSON, GSM8K JSONL, {question, answer} JSONL) and score it.
+    """Run the agent over DATASETS (HotpotQA JSON, GSM8K JSONL, {question, answer} JSONL, or BFCL:
+    bfcl:simple_python, a category of the bfcl-eval wheel that scripts/bootstrap fetches) and score it.
 
     Re-running with the same --out skips the questions already answered there."""
-    from tether.evaluation.report import markdown_table, write_reports
+    from tether.evaluation.report import calls_table, markdown_table, write_reports
     from tether.evaluation.runner import run_eval
 
     if concurrency > 1 and server is None:
@@ -158,4 +160,6 @@ def evaluate(
     command = "tether eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else ""
     write_reports(summaries, config.out, command=command, elapsed_s=time.monotonic() - began)
     click.echo(markdown_table(summaries), nl=False)
+    if any(s.valid_calls is not None for s in summaries):
+        click.echo(calls_table(summaries), nl=False)
     click.echo(f"results: {config.out}/report.md")

@@ -1,4 +1,6 @@
-"""Question sets: HotpotQA JSON, GSM8K JSONL, and plain `{question, answer}` JSONL (SVAMP's layout).
+"""Question sets: HotpotQA JSON, GSM8K JSONL, plain `{question, answer}` JSONL (SVAMP's layout), and
+BFCL's function-calling questions (`bfcl:<category>` from the bfcl-eval wheel, or a question file with
+`possible_answer/` beside it; tether.evaluation.bfcl).
 
 A line or item that cannot be read is a DatasetError naming the file and line (or item), never a
 silent skip: a score over fewer questions than the file holds would mislead. Malformed JSON of any
@@ -18,12 +20,14 @@ from pydantic import BaseModel, ConfigDict
 
 from tether.corpus.text import normalise
 from tether.errors import DatasetError
+from tether.evaluation.bfcl_data import BfclItem, answers_path, open_category, read_items
 from tether.text import clean_text
 
 __all__ = ["FORMATS", "Dataset", "Format", "Question", "load_dataset"]
 
-Format = Literal["hotpotqa", "gsm8k", "qa"]
-FORMATS: tuple[Format, ...] = ("hotpotqa", "gsm8k", "qa")
+Format = Literal["hotpotqa", "gsm8k", "qa", "bfcl"]
+FORMATS: tuple[Format, ...] = ("hotpotqa", "gsm8k", "qa", "bfcl")
+BFCL_PREFIX = "bfcl:"  # `bfcl:simple_python`: a category of the bfcl-eval wheel
 MAX_DATASET_BYTES = 2**30  # far above any question set (HotpotQA's training set is 566 MB)
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$")
 
@@ -36,6 +40,9 @@ class Question(BaseModel):
     answer: str
     numeric: bool  # scored as a number (GSM8K, SVAMP) rather than by EM / F1 (HotpotQA)
     supporting_titles: tuple[str, ...] = ()  # HotpotQA: the gold paragraphs' titles, to measure retrieval
+    # BFCL: the functions offered (BFCL's own descriptions) and the one possible answer; `answer` is its JSON
+    functions: tuple[dict[str, Any], ...] = ()
+    ground_truth: dict[str, dict[str, list[Any]]] | None = None
 
 
 class Dataset(BaseModel):
@@ -51,34 +58,65 @@ class Dataset(BaseModel):
 
     @property
     def tools(self) -> list[str]:
-        """The tools the agent gets: the offline encyclopedia for HotpotQA, the calculator otherwise."""
+        """The tools the agent gets: the offline encyclopedia for HotpotQA, the calculator for arithmetic,
+        none for BFCL (each question brings its own functions)."""
+        if self.format == "bfcl":
+            return []
         return ["wikipedia", "lookup"] if self.format == "hotpotqa" else ["calculate"]
 
 
 def load_dataset(path: Path | str, format: Format | None = None) -> Dataset:
     """Read a question set; the format is detected from the content unless given."""
+    if str(path).startswith(BFCL_PREFIX):
+        if format not in (None, "bfcl"):
+            raise DatasetError(f"{path} is a BFCL category, not a {format} file")
+        path, text, answers = open_category(str(path).removeprefix(BFCL_PREFIX))
+        return _dataset(path, "bfcl", [_bfcl_question(item) for item in read_items(path, text, answers)])
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_DATASET_BYTES + 1)  # bounded: /dev/zero or a FIFO that never ends stops here
-        if len(data) > MAX_DATASET_BYTES:
-            raise DatasetError(f"dataset {path} is larger than {MAX_DATASET_BYTES:,} bytes; split it")
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read dataset {path}: {exc}") from None
-    if not text.strip():
-        raise DatasetError(f"dataset {path} is empty")
+    text = _read(path)
     chosen = format or _detect(path, text)
     if chosen == "hotpotqa":
         questions = _hotpotqa(path, text)
+    elif chosen == "bfcl":
+        items = read_items(path, text, _read(answers_path(path), what="BFCL possible answers"))
+        questions = [_bfcl_question(item) for item in items]
     else:
         questions = [_jsonl_question(path, n, line, chosen) for n, line in _lines(text)]
+    return _dataset(path, chosen, questions)
+
+
+def _dataset(path: Path, chosen: Format, questions: list[Question]) -> Dataset:
     if not questions:
         raise DatasetError(f"dataset {path} holds no questions")
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise DatasetError(f"dataset {path} repeats question ids")
     return Dataset(path=path, format=chosen, questions=tuple(questions))
+
+
+def _read(path: Path, what: str = "dataset") -> str:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_DATASET_BYTES + 1)  # bounded: /dev/zero or a FIFO that never ends stops here
+        if len(data) > MAX_DATASET_BYTES:
+            raise DatasetError(f"{what} {path} is larger than {MAX_DATASET_BYTES:,} bytes; split it")
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {what} {path}: {exc}") from None
+    if not text.strip():
+        raise DatasetError(f"{what} {path} is empty")
+    return text
+
+
+def _bfcl_question(item: BfclItem) -> Question:
+    return Question(
+        id=item.id,
+        question=item.question,
+        answer=json.dumps(item.ground_truth, ensure_ascii=False),
+        numeric=False,
+        functions=item.functions,
+        ground_truth=item.ground_truth,
+    )
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
@@ -90,6 +128,8 @@ def _detect(path: Path, text: str) -> Format:
         return "hotpotqa"
     n, first = _lines(text)[0]
     item = _json(path, n, first)
+    if isinstance(item.get("function"), list) and isinstance(item.get("question"), list):
+        return "bfcl"
     return "gsm8k" if _GSM8K_ANSWER.search(str(item.get("answer", ""))) else "qa"
 
 

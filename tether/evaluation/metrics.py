@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel
 
 from tether.engine.protocol import Mode, Step, StopReason, Trace
+from tether.evaluation.bfcl_checker import CALL_STATUSES, CallScore
 from tether.evaluation.retrieval import titles_reached
 from tether.evaluation.scoring import Score
 
@@ -52,6 +53,7 @@ class Record(BaseModel):
     supporting_titles: list[str] = []  # HotpotQA's gold titles (retrieval is measured against them)
     votes: dict[str, int] | None = None  # self-consistency: normalised answer -> runs that gave it
     cost: Cost | None = None  # self-consistency: all k runs together (the trace is one of them)
+    call: CallScore | None = None  # BFCL: the run's first call, judged (score.correct is its AST verdict)
 
 
 class Summary(BaseModel):
@@ -89,6 +91,15 @@ class Summary(BaseModel):
     tokens_per_second: (
         float  # tokens decoded (sampled + forced) per second of step decoding, prompt evaluation included
     )
+    # BFCL: questions whose call named a function with a JSON object valid against its schema, and
+    # each outcome's count (valid, no_call, unknown_function, not_json, schema_invalid). None elsewhere.
+    valid_calls: int | None = None
+    call_outcomes: dict[str, int] = {}
+
+    @property
+    def invalid_calls(self) -> int | None:
+        """BFCL: questions without a valid call (no call, an unknown function, not JSON, or off-schema)."""
+        return None if self.valid_calls is None else self.questions - self.valid_calls
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -145,6 +156,7 @@ def summarise(dataset: str, model: str, mode: str, records: Sequence[Record], *,
     correct = sum(r.score.correct for r in records)
     low, high = wilson_interval(correct, n)
     reached, all_reached = _retrieval(mode, records)
+    calls = [r.call for r in records if r.call is not None]
     return Summary(
         dataset=dataset,
         model=model,
@@ -176,6 +188,8 @@ def summarise(dataset: str, model: str, mode: str, records: Sequence[Record], *,
         prompt_tokens=sum(c.prompt_tokens for c in costs),
         prompt_tokens_evaluated=sum(c.prompt_tokens_evaluated for c in costs),
         tokens_per_second=decoded / decode_s if decode_s else 0.0,
+        valid_calls=sum(c.valid for c in calls) if calls else None,
+        call_outcomes={k: sum(c.status == k for c in calls) for k in CALL_STATUSES} if calls else {},
     )
 
 

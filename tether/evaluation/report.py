@@ -12,6 +12,7 @@ from tether.text import clean_text
 __all__ = [
     "accuracy_cell",
     "answers_table",
+    "calls_table",
     "cost_table",
     "markdown_table",
     "modes_table",
@@ -59,6 +60,19 @@ _ANSWER_COLUMNS = (
 )
 
 
+_CALL_COLUMNS = (
+    "dataset",
+    "model",
+    "mode",
+    "n",
+    "AST accuracy",
+    "valid calls",
+    "invalid calls",
+    "no call / unknown function / not JSON / off schema / schema refused",
+)
+_INVALID = ("no_call", "unknown_function", "not_json", "schema_invalid", "schema_refused")
+
+
 def accuracy_cell(s: Summary) -> str:
     """The accuracy with its Wilson 95% interval, e.g. `36.7% [21.9, 54.5]`."""
     return f"{s.accuracy:.1%} [{100 * s.accuracy_low:.1f}, {100 * s.accuracy_high:.1f}]"
@@ -84,6 +98,21 @@ def answers_table(summaries: Sequence[Summary]) -> str:
         reached = "-" if s.gold_titles_reached is None else f"{s.gold_titles_reached:.1%}"
         complete = "-" if s.questions_all_gold_reached is None else f"{s.questions_all_gold_reached:.1%}"
         cells = [s.dataset, s.model, s.mode, s.answer_type, sources, reached, complete]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def calls_table(summaries: Sequence[Summary]) -> str:
+    """BFCL: AST accuracy with its interval, and how many first calls were valid (named one of the
+    question's functions with a JSON object its schema accepts) or not, and why not."""
+    rows = [_header(_CALL_COLUMNS)]
+    for s in summaries:
+        if s.valid_calls is None:
+            continue
+        rate = s.valid_calls / s.questions if s.questions else 0.0
+        why = " / ".join(str(s.call_outcomes.get(k, 0)) for k in _INVALID)
+        cells = [s.dataset, s.model, s.mode, str(s.questions), accuracy_cell(s), f"{rate:.1%}"]
+        cells += [str(s.invalid_calls), why]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -186,9 +215,20 @@ def write_reports(
         "titles: the share of questions whose runs reached every one.",
         "",
         answers_table(summaries),
-        "![accuracy and valid-step rate](chart.png)",
-        "",
     ]
+    if any(s.valid_calls is not None for s in summaries):
+        lines += [
+            "## Function calls (BFCL)",
+            "",
+            "AST accuracy: the run's first call accepted by BFCL's AST checker (function, required and "
+            "allowed parameters, values among the possible answers), with its Wilson 95% interval; valid "
+            "calls: first calls that name one of the question's functions with a JSON object its schema "
+            "accepts; invalid calls: the rest, by reason (schema refused: tether cannot derive the "
+            "grammar of one of the question's functions, so the question was not asked).",
+            "",
+            calls_table(summaries),
+        ]
+    lines += ["![accuracy and valid-step rate](chart.png)", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     write_chart(summaries, out / "chart.png")
 

@@ -31,10 +31,12 @@ from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.engine.vote import normalise_answer, self_consistent
-from tether.errors import BackendError, ConfigError
+from tether.errors import BackendError, ConfigError, ToolRegistrationError
+from tether.evaluation.bfcl import bfcl_tools, first_step_trace, score_call
+from tether.evaluation.bfcl_checker import CallScore
 from tether.evaluation.datasets import Dataset, Format, Question, load_dataset
 from tether.evaluation.metrics import Cost, Record, Summary, summarise
-from tether.evaluation.scoring import score_answer
+from tether.evaluation.scoring import Score, score_answer
 from tether.text import clean_text
 from tether.tools import resolve_tools
 
@@ -43,6 +45,7 @@ __all__ = [
     "EvalConfig",
     "Record",
     "answer_type",
+    "evaluate_call",
     "evaluate_question",
     "is_final",
     "model_label",
@@ -61,6 +64,8 @@ ANSWER_TYPES: dict[str, AnswerType] = {"gsm8k": "number", "qa (numeric answers)"
 
 def answer_type(dataset: Dataset) -> AnswerType:
     """The answer type `tether eval` asks for on `dataset` (ANSWER_TYPES; open text otherwise)."""
+    if dataset.format == "bfcl":  # a BFCL run is scored on its first call, never on an answer
+        return "text"
     if dataset.format == "qa":
         return ANSWER_TYPES["qa (numeric answers)"] if all(q.numeric for q in dataset.questions) else "text"
     return ANSWER_TYPES[dataset.format]
@@ -179,6 +184,11 @@ def _run_eval(
     labels = [model_label(m) for m in config.models]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"two models share the name {labels}; rename a file so their results do not mix")
+    if any(d.format == "bfcl" for d in datasets):
+        if Mode.CLOSED_BOOK in config.modes:
+            raise ConfigError("BFCL scores tool calls and closed-book runs make none: use --mode both (or one mode)")
+        if config.vote > 1:
+            raise ConfigError("--vote votes on answers; BFCL scores a run's first call: leave --vote at 1")
     if config.kb is not None and not config.kb.is_file():
         raise ConfigError(f"--kb {config.kb}: no such file; build one with tether corpus build")
     if config.concurrency > 1 and config.server is None and load_backend is None:
@@ -306,6 +316,54 @@ def evaluate_question(
     return record
 
 
+def evaluate_call(agent: Agent, question: Question, names: dict[str, str], model: str, mode: Mode) -> Record:
+    """A BFCL question: the agent's first step (tether.evaluation.bfcl.first_step_trace), its call
+    judged (`score_call`); `names` maps the agent's tool names back to BFCL's. Guarded as
+    `evaluate_question` is: whatever the run raises becomes a `backend_error` record, asked again."""
+    started = time.monotonic()
+    try:
+        trace = first_step_trace(agent, question.question)
+    except Exception as exc:
+        trace = _failed(agent, question.question, mode, [], exc, started)
+    call = score_call(question.functions, question.ground_truth or {}, list(agent.tools), names, trace)
+    return _call_record(question, model, mode, trace, call)
+
+
+def _call_record(question: Question, model: str, mode: Mode, trace: Trace, call: CallScore) -> Record:
+    return Record(
+        id=question.id,
+        question=question.question,
+        gold=question.answer,
+        model=model,
+        mode=mode,
+        score=Score(correct=call.correct, f1=float(call.correct)),
+        trace=trace,
+        call=call,
+    )
+
+
+def _bfcl_record(config: EvalConfig, backend: Backend, mode: Mode, model: str, question: Question) -> Record:
+    """A BFCL question, with its functions as typed tools (a fresh agent: every question brings its
+    own). A function schema that tether refuses leaves the question unasked and counted as such."""
+    try:
+        tools, names = bfcl_tools(question.functions)
+    except ToolRegistrationError as exc:
+        trace = Trace(question=question.question, model=backend.name, mode=mode)
+        refused = CallScore(status="schema_refused", error=clean_text(str(exc))[:500])
+        return _call_record(question, model, mode, trace, refused)
+    agent = Agent(
+        backend,
+        tools,
+        limits=Limits(  # 2 steps, so the first is the tools-only one; the run stops after it
+            max_steps=2, max_step_tokens=config.max_step_tokens, time_limit_s=config.time_limit_s, fallback=False
+        ),
+        mode=mode,
+        sampling=Sampling(seed=config.seed),
+        prompt_style=config.prompt_style,
+    )
+    return evaluate_call(agent, question, names, model, mode)
+
+
 def _run_guarded(agent: Agent, question: str, mode: Mode) -> Trace:
     steps: list[Step] = []
     started = time.monotonic()
@@ -365,15 +423,22 @@ def _records(
     pending: list[Question],
 ) -> Iterator[Record]:
     """Each pending question's record as it finishes. With concurrency, every worker thread has an
-    agent of its own (tools such as `lookup` keep per-run state); the backend is shared."""
+    agent of its own (tools such as `lookup` keep per-run state); the backend is shared. A BFCL
+    question gets an agent of its own: it brings its own functions."""
+    bfcl = dataset.format == "bfcl"
     if config.concurrency == 1:
-        agent = _agent(config, dataset, kb, backend, mode)
+        agent = None if bfcl else _agent(config, dataset, kb, backend, mode)
         for question in pending:
-            yield evaluate_question(agent, question, model, mode, vote=config.vote, temperature=config.temperature)
+            if agent is None:
+                yield _bfcl_record(config, backend, mode, model, question)
+            else:
+                yield evaluate_question(agent, question, model, mode, vote=config.vote, temperature=config.temperature)
         return
     local = threading.local()
 
     def one(question: Question) -> Record:
+        if bfcl:
+            return _bfcl_record(config, backend, mode, model, question)
         if not hasattr(local, "agent"):
             local.agent = _agent(config, dataset, kb, backend, mode)
         record: Record = evaluate_question(
