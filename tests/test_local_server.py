@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.engine.backends.local_server import llama_cpp_server, local_server
+from tether.engine.backends.local_server import free_port, llama_cpp_server, local_server, running_server
 from tether.errors import BackendError, ConfigError
 
 
@@ -48,6 +48,33 @@ def test_serves_on_a_free_loopback_port_then_stops(tmp_path: Path) -> None:
         with opener.open(f"{url}/ready", timeout=10) as reply:
             assert reply.read() == b"yes"
     assert _refused(url)  # terminated and waited for
+
+
+def test_a_running_server_on_the_port_asked_for_exposes_its_process_and_output(tmp_path: Path) -> None:
+    """`tail()` while the server runs must not move the offset it writes at (it shares the open file)."""
+    (tmp_path / "ready").write_text("yes", encoding="utf-8")
+    code = (
+        "import http.server, sys, functools\n"
+        "print('first line', flush=True)\n"
+        "class H(http.server.SimpleHTTPRequestHandler):\n"
+        "    def log_message(self, *a): print('served', self.path, flush=True)\n"
+        "handler = functools.partial(H, directory=sys.argv[2])\n"
+        "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), handler).serve_forever()\n"
+    )
+    port = free_port()
+    log = tmp_path / "server.log"
+    with running_server(lambda p: _script(code, str(p), str(tmp_path)), name="py", ready_path="/ready",
+                        port=port, log=log) as server:  # fmt: skip
+        assert server.url == f"http://127.0.0.1:{port}" and server.process.poll() is None
+        assert server.tail().startswith("first line")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener.open(f"{server.url}/ready?again", timeout=10).close()
+        deadline = time.monotonic() + 10
+        while "again" not in server.tail() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert server.process.returncode is not None
+    assert log.read_text(encoding="utf-8").startswith("first line\n")  # nothing overwrote it
+    assert "served /ready?again" in log.read_text(encoding="utf-8")
 
 
 def test_a_server_that_exits_says_so_with_its_output(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The `tether` command line: a thin layer over the library, one module per command group
-(ask, eval, grammar, corpus, models), the options they share in `_options`."""
+(ask, eval, grammar, corpus, models, serve/server), the options they share in `_options`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tether.cli.corpus import corpus
 from tether.cli.evaluate import evaluate
 from tether.cli.grammar import grammar
 from tether.cli.models import models
+from tether.cli.serve import serve, server
 from tether.errors import TetherError
 
 __all__ = ["cli", "main"]
@@ -25,7 +26,7 @@ def cli() -> None:
     """tether: grammar-constrained ReAct agents on small local models."""
 
 
-for _command in (ask, evaluate, models, grammar, corpus):
+for _command in (ask, evaluate, models, grammar, corpus, serve, server):
     cli.add_command(_command)
 
 

@@ -1,12 +1,14 @@
-"""A local server process for the duration of a `with` block: `python -m llama_cpp.server` for the
-benchmark and the server tests, or any command that serves HTTP on a port it is given.
+"""A local server process for the duration of a `with` block: llama.cpp's `llama-server` (what
+`tether serve` runs), `python -m llama_cpp.server`, or any command that serves HTTP on a port it is
+given. The tests, the benchmark and `tether serve` all start their servers here.
 
-    with llama_cpp_server(model_path, threads=2) as url:   # "http://127.0.0.1:<free port>"
+    with llama_server(binary, model_path, parallel=4) as url:   # "http://127.0.0.1:<free port>"
         backend = OpenAIServerBackend(url)
 
-The process is started on a free 127.0.0.1 port and polled until `ready_path` answers 200, within
-`start_timeout_s`; if it exits first, or the deadline passes, a BackendError says so with the tail
-of its output. On leaving the block it is terminated and waited for (killed if it will not stop).
+The process is started on a free 127.0.0.1 port (or the one asked for) and polled until `ready_path`
+answers 200, within `start_timeout_s`; if it exits first, or the deadline passes, a BackendError
+says so with the tail of its output. On leaving the block it is terminated and waited for (killed if
+it will not stop). `running_server` yields the process too, for callers that watch or kill it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from tether.errors import BackendError, ConfigError
 
-__all__ = ["free_port", "llama_cpp_server", "local_server"]
+__all__ = ["RunningServer", "free_port", "llama_cpp_server", "llama_server", "llama_server_args", "local_server",
+           "running_server"]  # fmt: skip
 
 HOST = "127.0.0.1"
 _POLL_S = 0.3
@@ -44,6 +48,43 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    """A started, ready server: its URL and process, and the end of its output so far."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    name: str
+    _log: IO[bytes]
+
+    def tail(self) -> str:
+        """The end of the server's output, on one line."""
+        return _tail(self._log)
+
+
+@contextmanager
+def running_server(
+    command: Callable[[int], Sequence[str]],
+    *,
+    name: str,
+    ready_path: str = "/",
+    start_timeout_s: float = 120.0,
+    log: Path | None = None,
+    port: int | None = None,
+) -> Iterator[RunningServer]:
+    """Run `command(port)` on `port` (default: a free one) and yield it once `ready_path` answers 200.
+    Its output goes to `log` (or a temporary file) and its tail is quoted if it fails to start."""
+    port = port or free_port()
+    url = f"http://{HOST}:{port}"
+    with _output(log) as sink:
+        process = subprocess.Popen(list(command(port)), stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_ready(process, f"{url}{ready_path}", name, start_timeout_s, sink)
+            yield RunningServer(url, process, name, sink)
+        finally:
+            _stop(process)
+
+
 @contextmanager
 def local_server(
     command: Callable[[int], Sequence[str]],
@@ -52,18 +93,51 @@ def local_server(
     ready_path: str = "/",
     start_timeout_s: float = 120.0,
     log: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """Run `command(port)` on a free port; yield its URL once `ready_path` answers 200.
-    Its output goes to `log` (or a temporary file) and its tail is quoted if it fails to start."""
-    port = free_port()
-    url = f"http://{HOST}:{port}"
-    with _output(log) as sink:
-        process = subprocess.Popen(list(command(port)), stdout=sink, stderr=subprocess.STDOUT)
-        try:
-            _wait_until_ready(process, f"{url}{ready_path}", name, start_timeout_s, sink)
-            yield url
-        finally:
-            _stop(process)
+    """`running_server`, yielding only the URL."""
+    with running_server(command, name=name, ready_path=ready_path, start_timeout_s=start_timeout_s, log=log,
+                        port=port) as server:  # fmt: skip
+        yield server.url
+
+
+def llama_server_args(
+    model: Path | str, port: int, *, parallel: int = 1, ctx_per_slot: int = 4096, threads: int | None = None
+) -> list[str]:
+    """The arguments of llama.cpp's llama-server for `parallel` slots of `ctx_per_slot` tokens each: the
+    context (`-c`) is split evenly between the slots, so it is their product; continuous batching and
+    the per-slot prompt cache on; no web UI."""
+    if parallel < 1 or ctx_per_slot < 1:
+        raise ConfigError(f"llama-server needs slots of at least one token, not {parallel} x {ctx_per_slot}")
+    threads = threads or min(2, os.cpu_count() or 1)
+    return ["-m", str(model), "--host", HOST, "--port", str(port), "--parallel", str(parallel),
+            "--ctx-size", str(ctx_per_slot * parallel), "--threads", str(threads), "--threads-batch", str(threads),
+            "--cont-batching", "--cache-prompt", "--no-webui"]  # fmt: skip
+
+
+def llama_server(
+    binary: Path | str,
+    model: Path | str,
+    *,
+    parallel: int = 1,
+    ctx_per_slot: int = 4096,
+    threads: int | None = None,
+    port: int | None = None,
+    extra_args: Sequence[str] = (),
+    start_timeout_s: float = 120.0,
+    log: Path | None = None,
+) -> AbstractContextManager[RunningServer]:
+    """llama.cpp's `llama-server` (tether.llama_server builds and finds `binary`) serving `model` on
+    127.0.0.1 with `parallel` slots, as a context manager yielding the RunningServer once `/health`
+    answers 200 (the model is loaded). `threads` defaults to min(2, CPUs)."""
+    llama_server_args("m", 0, parallel=parallel, ctx_per_slot=ctx_per_slot)  # bad sizes fail before starting
+
+    def command(port: int) -> list[str]:
+        return [str(binary), *llama_server_args(model, port, parallel=parallel, ctx_per_slot=ctx_per_slot,
+                                                threads=threads), *extra_args]  # fmt: skip
+
+    return running_server(command, name="llama-server", ready_path="/health", start_timeout_s=start_timeout_s,
+                          log=log, port=port)  # fmt: skip
 
 
 def llama_cpp_server(
@@ -118,12 +192,14 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, name: str, tim
 
 
 def _tail(log: IO[bytes]) -> str:
-    """The end of the process's output, on one line."""
+    """The end of the process's output, on one line. Read with pread: the child writes through the same
+    open file, so moving its offset would make it overwrite its own output."""
     log.flush()
-    log.seek(0, os.SEEK_END)
-    size = log.tell()
-    log.seek(max(0, size - _LOG_TAIL))
-    text = " | ".join(line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip())
+    fd = log.fileno()
+    size = os.fstat(fd).st_size
+    start = max(0, size - _LOG_TAIL)
+    data = os.pread(fd, size - start, start)
+    text = " | ".join(line.strip() for line in data.decode("utf-8", "replace").splitlines() if line.strip())
     return text or "(no output)"
 
 

@@ -130,19 +130,21 @@ class OpenAIServerBackend:
         cut to `max_tokens * CHARS_PER_TOKEN` characters; a cut reply counts as using the whole budget."""
         try:
             reply = self._post(self.request_body(prompt, grammar, max_tokens, sampling), deadline)
-            text, prompt_tokens, sampled = self._parse(reply)
+            text, prompt_tokens, evaluated, sampled = self._parse(reply)
         except BackendError as exc:
             raise BackendError(self._redact(str(exc))) from None
         budget = max_tokens * CHARS_PER_TOKEN
         if len(text) > budget:
             text = text[:budget]
             sampled = max(sampled, max_tokens)  # the controller then records the step as truncated
-        stats.prompt = stats.prompt_evaluated = prompt_tokens
-        stats.sampled = sampled
+        stats.prompt, stats.prompt_evaluated, stats.sampled = prompt_tokens, evaluated, sampled
         return iter([text] if text else [])
 
-    def _parse(self, reply: dict[str, Any]) -> tuple[str, int, int]:
-        """The completion text (cleaned) and the token counts; a reply of the wrong shape is a BackendError."""
+    def _parse(self, reply: dict[str, Any]) -> tuple[str, int, int, int]:
+        """The completion text (cleaned) and the token counts: prompt, prompt evaluated, sampled. The
+        prompt tokens the server evaluated (the rest came from its prompt cache) are llama-server's
+        `timings.prompt_n`, else `prompt_tokens - usage.prompt_tokens_details.cached_tokens` (OpenAI's
+        field), else all of them. A reply of the wrong shape is a BackendError."""
         where = f"malformed reply from {self.base_url}"
         try:
             text = reply["choices"][0]["text"]
@@ -163,7 +165,8 @@ class OpenAIServerBackend:
             if type(value) is not int or not 0 <= value < 2**31:
                 raise BackendError(f"{where}: usage.{key} is not a token count")
             counts.append(value)
-        return clean_text(text), counts[0], counts[1]
+        prompt, sampled = counts
+        return clean_text(text), prompt, _evaluated(reply, usage, prompt), sampled
 
     def _post(self, body: dict[str, Any], deadline: float | None) -> dict[str, Any]:
         """The reply's JSON object, after at most `retries + 1` attempts, none past `deadline`."""
@@ -235,6 +238,19 @@ class OpenAIServerBackend:
         for secret in self._secrets:
             message = message.replace(secret, "[redacted]")
         return message
+
+
+def _evaluated(reply: dict[str, Any], usage: dict[str, Any], prompt: int) -> int:
+    """How many of the `prompt` tokens the server evaluated, from the optional fields that say so (an
+    odd value there is ignored: these fields are for accounting, not worth failing a step over)."""
+    timings, details = reply.get("timings"), usage.get("prompt_tokens_details")
+    evaluated = timings.get("prompt_n") if isinstance(timings, dict) else None
+    if type(evaluated) is int and 0 <= evaluated <= prompt:
+        return evaluated
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if type(cached) is int and 0 <= cached <= prompt:
+        return prompt - cached
+    return prompt
 
 
 def _read_capped(response: requests.Response, stop: float, limit: int, late: str, *, truncate: bool = False) -> bytes:

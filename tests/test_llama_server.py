@@ -1,0 +1,284 @@
+"""llama.cpp's own llama-server: building it (tether.llama_server), starting it (local_server.llama_server,
+`tether serve`), and agents against the real thing.
+
+The build tests use a fake `cmake` and a fake sdist (fast, no compiler). The `model` tests run the
+binary `tether server build` cached (scripts/bootstrap builds it) with SmolLM2-135M; without it
+they are skipped, unless TETHER_REQUIRE_LLAMA_SERVER=1 (CI sets it), where that is a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fakeservers import FakeServer, Reply, Request, json_reply
+from test_cli import run
+
+from tether import Agent, Limits, StopReason, Trace, tool
+from tether import llama_server as builds
+from tether.engine.backends.base import Sampling
+from tether.engine.backends.local_server import RunningServer, llama_server, llama_server_args
+from tether.engine.backends.openai_server import OpenAIServerBackend
+from tether.engine.protocol import TokenCounts
+from tether.errors import ConfigError
+from tether.models import default_model_path
+from tether.tools import resolve_tools
+
+QUESTIONS = ["What is 6 * 7?", "What is 120 / 8?", "What is 2 ** 10?", "What is 15 + 27?"]
+UNHURRIED = Limits(max_steps=4, time_limit_s=24 * 3600.0)  # bounded by steps and tokens, not the clock
+
+
+# ---------------------------------------------------------------- the server's arguments
+
+
+def test_the_context_is_the_per_slot_context_times_the_slots() -> None:
+    args = llama_server_args("m.gguf", 8123, parallel=4, ctx_per_slot=2048, threads=2)
+    assert args[args.index("--parallel") + 1] == "4" and args[args.index("--ctx-size") + 1] == str(4 * 2048)
+    assert {"--cont-batching", "--cache-prompt", "--no-webui"} <= set(args)
+    assert args[args.index("--host") + 1] == "127.0.0.1" and args[args.index("--port") + 1] == "8123"
+
+
+def test_no_slots_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ConfigError, match=r"llama-server needs slots of at least one token, not 0 x 4096"):
+        llama_server("/nowhere/llama-server", "m.gguf", parallel=0)
+
+
+# ---------------------------------------------------------------- building (a fake cmake, a fake sdist)
+
+FAKE_CMAKE = """#!/bin/sh
+echo "$@" >> "$CMAKE_CALLS"
+[ -n "$CMAKE_FAIL" ] && { echo "error: no compiler for $CMAKE_FAIL"; exit 3; }
+while [ $# -gt 0 ]; do case "$1" in -B|--build) out="$2"; shift;; esac; shift; done
+mkdir -p "$out/bin" && printf '#!/bin/sh\\necho fake\\n' > "$out/bin/llama-server" && chmod +x "$out/bin/llama-server"
+"""
+
+
+@pytest.fixture
+def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake cmake first on PATH, an empty cache, and a fake sdist holding vendor/llama.cpp; returns the sdist."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "cmake").write_text(FAKE_CMAKE)
+    (tools / "cmake").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CMAKE_CALLS", str(tmp_path / "calls"))
+    monkeypatch.setenv("TETHER_LLAMA_SERVER_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("TETHER_LLAMA_SERVER", raising=False)
+    sdist = tmp_path / "llama_cpp_python-0.3.36.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for name in ("vendor/llama.cpp/CMakeLists.txt", "vendor/llama.cpp/tools/server/CMakeLists.txt", "README.md"):
+            data = b"# fake\n"
+            info = tarfile.TarInfo(f"llama_cpp_python-0.3.36/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return sdist
+
+
+def _calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_build_caches_the_binary_by_version_and_a_second_build_is_skipped(
+    fake_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "server", "build", "--source", str(fake_build), "--jobs", "2")
+    binary = tmp_path / "cache" / builds._version() / "llama-server"
+    assert code == 0 and out.strip() == str(binary) and "built in" in err
+    configure, compile_ = _calls(tmp_path)
+    assert "-DCMAKE_BUILD_TYPE=Release" in configure and "-DLLAMA_BUILD_UI=OFF" in configure
+    assert "/src/llama_cpp_python-0.3.36/vendor/llama.cpp" in configure
+    assert compile_.endswith("--target llama-server --config Release -j 2")
+    assert not list(binary.parent.glob(".build-*"))  # the unpacked source and build tree are gone
+    code, out, err = run(capsys, "server", "build")  # cached: no download, no cmake
+    assert code == 0 and out.strip() == str(binary) and "already built" in err and len(_calls(tmp_path)) == 2
+    assert run(capsys, "server", "path")[:2] == (0, f"{binary}\n")
+
+
+def test_a_failed_build_quotes_the_compiler_and_caches_nothing(
+    fake_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CMAKE_FAIL", "C++17")
+    code, _, err = run(capsys, "server", "build", "--source", str(fake_build))
+    assert code == 1 and err.endswith("\nerror: cmake configure failed with code 3: error: no compiler for C++17\n")
+    assert builds.installed_binary() is None
+
+
+def test_without_a_build_serve_names_the_build_command(
+    fake_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "serve", "smollm2-135m", "--parallel", "2")
+    assert code == 1 and err.startswith("error: llama-server is not built (looked in ")
+    assert err.endswith("; run: tether server build\n") and err.count("\n") == 1
+
+
+def test_an_override_that_is_not_a_program_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TETHER_LLAMA_SERVER", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match=r"TETHER_LLAMA_SERVER='.*missing' is not an executable file"):
+        builds.binary()
+
+
+# ---------------------------------------------------------------- evaluated prompt tokens from the reply
+
+
+@pytest.mark.parametrize(
+    ("extra", "evaluated"),
+    [
+        ({"timings": {"prompt_n": 7}}, 7),  # llama-server: what it decoded
+        ({"usage": {"prompt_tokens": 50, "prompt_tokens_details": {"cached_tokens": 41}}}, 9),  # OpenAI's field
+        ({}, 50),  # neither: all of them
+        ({"timings": {"prompt_n": 99}}, 50),  # nonsense is ignored, not fatal
+        ({"timings": "soon"}, 50),
+    ],
+)
+def test_the_server_backend_records_the_prompt_tokens_the_server_evaluated(
+    extra: dict[str, object], evaluated: int
+) -> None:
+    data: dict[str, object] = {
+        "choices": [{"text": "Thought: ok.\nanswer: 1\n", "index": 0}],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 9},
+        **extra,
+    }
+
+    def reply(request: Request) -> Reply:
+        return json_reply(data)
+
+    stats = TokenCounts()
+    with FakeServer(reply) as server:
+        backend = OpenAIServerBackend(server.url, timeout_s=5.0)
+        text = "".join(backend.stream("Q", grammar=None, max_tokens=32, sampling=Sampling(), stats=stats))
+    assert text.startswith("Thought: ok.") and (stats.prompt, stats.prompt_evaluated) == (50, evaluated)
+
+
+# ---------------------------------------------------------------- the real llama-server with SmolLM2
+
+
+def _binary() -> Path:
+    try:
+        return builds.binary()
+    except ConfigError as exc:
+        if os.environ.get("TETHER_REQUIRE_LLAMA_SERVER") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def server4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """llama-server with SmolLM2 and 4 slots on 127.0.0.1, for this module's tests."""
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with llama_server(_binary(), default_model_path(), parallel=4, start_timeout_s=90, log=log) as server:
+        yield server
+
+
+def agent(url: str, tools: list[object] | None = None, limits: Limits = UNHURRIED, **backend: object) -> Agent:
+    settings: dict[str, object] = {"timeout_s": 3600.0, "retries": 2, "backoff_s": 0.01, **backend}
+    chosen = tools if tools is not None else resolve_tools(["calculate"])
+    return Agent(OpenAIServerBackend(url, **settings), chosen, limits=limits)  # type: ignore[arg-type]
+
+
+@pytest.mark.model
+def test_the_server_applies_the_grammar_in_the_grammar_field(server4: RunningServer) -> None:
+    backend = OpenAIServerBackend(server4.url, timeout_s=600.0)
+    forced = 'root ::= "xyzzy " [0-9] [0-9]'  # nothing a model would write unprompted
+    stats = TokenCounts()
+    text = "".join(backend.stream("Hello", grammar=forced, max_tokens=16, sampling=Sampling(), stats=stats))
+    assert text[:6] == "xyzzy " and text[6:].isdigit() and len(text) == 8
+
+
+@pytest.mark.model
+def test_every_step_through_llama_server_is_valid(server4: RunningServer) -> None:
+    traces = [agent(server4.url).run(q) for q in QUESTIONS]
+    for trace in traces:
+        assert not trace.grammar_ignored and trace.stop_reason in (
+            StopReason.ANSWER,
+            StopReason.STEP_LIMIT,
+            StopReason.LOOP,
+        )
+        assert trace.answer and trace.steps
+        assert all(s.action is not None and s.action.to_text() == s.raw_text and not s.error for s in trace.steps)
+    assert traces[0].steps[0].action is not None and traces[0].steps[0].action.command == "calculate"
+
+
+@pytest.mark.model
+def test_four_agents_on_four_slots_answer_as_four_in_a_row(server4: RunningServer) -> None:
+    runner = agent(server4.url)
+    sequential = [runner.run(q) for q in QUESTIONS]
+
+    async def all_at_once() -> list[Trace]:
+        return await asyncio.gather(*(runner.arun(q) for q in QUESTIONS))
+
+    concurrent = asyncio.run(all_at_once())
+    assert [t.answer for t in concurrent] == [t.answer for t in sequential]
+    assert [[s.raw_text for s in t.steps] for t in concurrent] == [[s.raw_text for s in t.steps] for t in sequential]
+
+
+@pytest.mark.model
+def test_a_later_step_evaluates_only_its_new_tokens(server4: RunningServer) -> None:
+    """The slot keeps the agent's previous prompt and reply: step k evaluates about the tokens added since
+    step k-1 (its reply and the observation), not the whole transcript."""
+    traces = [agent(server4.url).run(q) for q in QUESTIONS]
+    later = [(t.steps[k - 1].tokens, t.steps[k].tokens) for t in traces for k in range(1, len(t.steps))]
+    assert later, "every run answered in one step: no later step to check"
+    for before, step in later:
+        assert 0 < step.prompt_evaluated <= step.prompt - before.prompt + 2, (before, step)
+        assert step.prompt_evaluated < step.prompt / 3
+
+
+@pytest.mark.model
+def test_killing_the_server_mid_run_ends_it_with_backend_error_and_keeps_its_steps(tmp_path: Path) -> None:
+    with llama_server(_binary(), default_model_path(), start_timeout_s=90, log=tmp_path / "log") as server:
+
+        def halt(text: str) -> str:
+            """Stop the model server."""
+            server.process.kill()
+            server.process.wait()
+            return "the server is gone"
+
+        trace = agent(server.url, [tool(halt, example="now")], retries=1).run("Stop the server, then tell me 2 + 2.")
+    assert trace.stop_reason == StopReason.BACKEND_ERROR
+    first = trace.steps[0]
+    assert first.action is not None and first.action.command == "halt" and first.observation == "the server is gone"
+    last = trace.steps[-1]  # the step whose request failed records why
+    assert len(trace.steps) == 2 and last.raw_text == "" and "connection failed" in (last.error or "")
+
+
+@pytest.mark.model
+def test_tether_serve_answers_tether_ask_and_stops_on_ctrl_c(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's commands: `tether serve smollm2-135m --parallel 2 --port P`, then `tether ask --server`."""
+    _binary()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "tether.cli", "serve", "smollm2-135m", "--parallel", "2", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None and select.select([serve.stdout], [], [], 120)[0], "no URL within 120 s"
+        url = serve.stdout.readline().strip()
+        assert url == f"http://127.0.0.1:{port}"
+        code, out, err = run(capsys, "ask", "--server", url, "--max-steps", "3", "--json", "What is 17 * 23?")
+        assert code == 0, err
+        assert '"stop_reason"' in out
+        serve.send_signal(signal.SIGINT)  # Ctrl-C
+        _, errors = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert serve.returncode == 0 and errors.rstrip().endswith("stopped"), errors
+    began = time.monotonic()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0 and time.monotonic() - began < 5  # llama-server is gone
