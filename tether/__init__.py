@@ -25,7 +25,7 @@ from tether.engine.events import (
 from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, AnswerSource, Mode, Restriction, Step, StopReason, Trace
 from tether.engine.run_state import RunLocal
-from tether.engine.tool import Tool, ToolRegistry, tool
+from tether.engine.tool import Tool, ToolRegistry, safe_tool_name, tool
 from tether.engine.vote import Voted, self_consistent
 from tether.errors import (
     BackendError,
@@ -37,6 +37,7 @@ from tether.errors import (
     ModelFileError,
     ParseError,
     RecoverableError,
+    SchemaError,
     TetherError,
     ToolError,
     ToolInputError,
@@ -73,6 +74,7 @@ __all__ = [
     "RunFinished",
     "RunLocal",
     "Sampling",
+    "SchemaError",
     "ScriptedBackend",
     "Step",
     "StepFailed",
@@ -95,6 +97,7 @@ __all__ = [
     "default_tools",
     "load_backend",
     "resolve_tools",
+    "safe_tool_name",
     "self_consistent",
     "tool",
 ]

@@ -13,6 +13,7 @@ TetherError
     │                     (raised inside a tool, it ends the run and never reaches the model)
     ├── GrammarError      a grammar source is malformed (names line and column)
     ├── ToolRegistrationError  a tool that cannot be registered
+    │   └── SchemaError   a type or JSON Schema with no grammar (names the field's JSON path)
     ├── ModelFileError    a model that is unknown, missing, unreadable, or that llama.cpp cannot load
     └── DatasetError      a question set that cannot be read (names the file and line)
 """
@@ -29,6 +30,7 @@ __all__ = [
     "ModelFileError",
     "ParseError",
     "RecoverableError",
+    "SchemaError",
     "TetherError",
     "ToolError",
     "ToolInputError",
@@ -91,6 +93,15 @@ class GrammarError(ConfigError):
 
 class ToolRegistrationError(ConfigError):
     """A tool that cannot be registered: bad name, duplicate, or malformed input grammar."""
+
+
+class SchemaError(ToolRegistrationError):
+    """A type or JSON Schema (a tool's input, an agent's output) that cannot become a grammar without
+    loosening it: `path` is the JSON path of the field (e.g. `properties.when.pattern`)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ModelFileError(ConfigError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -27,8 +28,20 @@ class ToolLike(Protocol):
     def input_grammar(self) -> Grammar: ...
 
 
+_PLAIN_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
+
 def _prefix(command: str) -> str:
-    return "cmd-" + command.replace("_", "-")
+    """The rule-name prefix of a command's input rules: one-to-one, and only lowercase letters, digits
+    and `-` (GBNF's rule alphabet; Lark lowercases rule names). A name of [a-z0-9_] keeps its readable
+    form (`get_time` -> `cmd-get-time`); any other (`Get.Time`) is written `cmd-0-` and each character
+    outside [a-z0-9] as `-` and two hex digits (`cmd-0--47et-2e-54ime`): no plain name starts `cmd-0`."""
+    if _PLAIN_NAME.match(command):
+        return "cmd-" + command.replace("_", "-")
+    return "cmd-0-" + "".join(c if c in _RULE_CHARS else f"-{ord(c):02x}" for c in command)
+
+
+_RULE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
 @cache
