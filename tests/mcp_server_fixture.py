@@ -57,6 +57,12 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
+@server.tool(name="2x")
+def double(n: int) -> int:
+    """Double an integer (a valid MCP name that tether's names refuse: it starts with a digit)."""
+    return 2 * n
+
+
 @server.tool()
 def fail(reason: str) -> str:
     """Always fails with the reason given."""

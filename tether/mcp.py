@@ -31,7 +31,7 @@ from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
-from tether.engine.tool import Tool
+from tether.engine.tool import Tool, safe_tool_name
 from tether.errors import ConfigError, ToolError, ToolRegistrationError, ToolTimeout
 from tether.text import one_line
 
@@ -62,8 +62,9 @@ class MCPServer:
     tools, and raises ConfigError naming the server if it cannot; use the object as a context manager,
     or call `close()` (a stdio server is stopped, killed if it will not exit).
 
-    Each tool calls the server's tool of the same name (`names` maps a tool's tether name to it: MCP
-    names may hold `-` or `.`, which tether's names refuse) and gives up after `timeout_s`. A tool whose
+    Each tool calls the server's tool of the same name (`names` maps a tool's tether name to it: a name
+    tether refuses, e.g. one with a space, is made to fit by `safe_tool_name`) and gives up after
+    `timeout_s`. A tool whose
     schema tether cannot express is refused (ToolRegistrationError naming the tool and the field), or,
     with `skip_unsupported`, left out and its reason kept in `skipped`. `prefix` goes before every tool
     name (e.g. "fs_"), for two servers with tools of the same name. `env` adds environment variables
@@ -166,7 +167,7 @@ class MCPServer:
     def _register(self, listing: list[mcp_types.Tool], *, prefix: str, skip_unsupported: bool) -> None:
         tools: list[Tool] = []
         for spec in listing:
-            name = _tether_name(prefix + spec.name)
+            name = safe_tool_name(prefix + spec.name)
             if name in self.names:
                 raise ToolRegistrationError(
                     f"MCP server {self.target!r}: tools {self.names[name]!r} and {spec.name!r} both become "
@@ -314,14 +315,6 @@ async def _list_tools(client: Client) -> list[mcp_types.Tool]:
         if cursor is None:
             break
     return tools
-
-
-def _tether_name(name: str) -> str:
-    """A tether tool name for an MCP tool's name: lower case, `_` for anything else, at most 32."""
-    cleaned = re.sub(r"[^a-z0-9_]", "_", name.lower())
-    if not cleaned or not cleaned[0].isalpha():
-        cleaned = "t_" + cleaned
-    return cleaned[:32]
 
 
 def _description(spec: mcp_types.Tool, target: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
 
 import click
 
@@ -12,8 +14,9 @@ from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
 from tether.engine.protocol import Mode, Restriction, StopReason, Trace
+from tether.engine.tool import Tool
 from tether.errors import BackendError
-from tether.text import clean_text
+from tether.text import clean_text, one_line
 from tether.tools import DEFAULT_TOOL_NAMES, resolve_tools
 
 __all__ = ["ask", "run_question"]
@@ -48,6 +51,14 @@ __all__ = ["ask", "run_question"]
     help="seconds per run",
 )
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
+@click.option(
+    "--mcp",
+    "mcp_servers",
+    multiple=True,
+    metavar="COMMAND|URL",
+    help='an MCP server whose tools the agent may call: a command ("python server.py") or a streamable HTTP URL '
+    "(repeatable)",
+)
 @server_options
 @click.option(
     "--act-first/--answer-first",
@@ -67,6 +78,7 @@ def ask(
     fallback: bool,
     time_limit: float,
     kb: str | None,
+    mcp_servers: tuple[str, ...],
     server: str | None,
     server_kind: ServerKind,
     api_key: str | None,
@@ -83,15 +95,34 @@ def ask(
 
     question = clean_text(question)  # undecodable argv bytes arrive as lone surrogates
     registry = resolve_tools(tool_names(tools), kb=kb)
-    backend = build_backend(model, server=server, server_kind=server_kind, api_key=api_key, time_limit_s=time_limit)
-    agent = Agent(
-        backend,
-        registry,
-        limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first, fallback=fallback),
-        mode=Mode.CLOSED_BOOK if closed_book else Mode.FREE if no_grammar else Mode.CONSTRAINED,
-        answer_type=answer_type,
-    )
-    run_question(agent, question, as_json=as_json)
+    with ExitStack() as connections:  # the MCP servers stay up for the run, and are closed after it
+        for mcp_tool in _connect_mcp(connections, mcp_servers):
+            registry.register(mcp_tool)
+        backend = build_backend(model, server=server, server_kind=server_kind, api_key=api_key, time_limit_s=time_limit)
+        agent = Agent(
+            backend,
+            registry,
+            limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first, fallback=fallback),
+            mode=Mode.CLOSED_BOOK if closed_book else Mode.FREE if no_grammar else Mode.CONSTRAINED,
+            answer_type=answer_type,
+        )
+        run_question(agent, question, as_json=as_json)
+
+
+def _connect_mcp(connections: ExitStack, servers: Sequence[str]) -> list[Tool]:
+    """The tools of each MCP server (`--mcp`), connected before the model loads so that a bad server
+    fails fast; a tool whose schema tether cannot express is left out with a note on stderr."""
+    if not servers:
+        return []
+    from tether.mcp import MCPServer
+
+    tools: list[Tool] = []
+    for target in servers:
+        server = connections.enter_context(MCPServer(clean_text(target), skip_unsupported=True))
+        for name, reason in server.skipped.items():
+            click.echo(f"note: MCP server {server.target!r}: tool {name!r} left out: {one_line(reason, 300)}", err=True)
+        tools.extend(server.tools)
+    return tools
 
 
 def run_question(agent: Agent, question: str, *, as_json: bool = False) -> Trace:
