@@ -14,6 +14,9 @@ An answer may be narrowed to an expected type (`AnswerType`): `number` (an optio
 optional thousands commas, optional decimals; no units, so "57 stickers" cannot be written), `yes-no`
 (`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words), or `text`
 (the default). None of the narrower languages can hold a colon, so none can start a step line either.
+
+An agent with an `output_type` narrows the answer to that type's grammar instead (`typed_answer_grammar`:
+a number, an enum's value, one line of JSON), padded like the others.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "STEP_LINE_NAMES",
     "AnswerType",
     "answer_grammar",
+    "typed_answer_grammar",
 ]
 
 AnswerType = Literal["text", "number", "yes-no", "short"]
@@ -71,6 +75,14 @@ def _number() -> Node:
 
 def _yes_no() -> Node:
     return Alt((Seq(tuple(map(_either_case, "yes"))), Seq(tuple(map(_either_case, "no")))))
+
+
+def typed_answer_grammar(value: Grammar) -> Grammar:
+    """The answer grammar of a typed output: `value`'s language (a derived grammar, start `root`),
+    with the up to two spaces either side that every answer may have."""
+    inner = value.prefixed("value")
+    padding = Repeat(Lit(" "), 0, 2)
+    return Grammar({**inner.rules, "root": Seq((padding, Ref(inner.start), padding))}, "root")
 
 
 def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") -> Grammar:

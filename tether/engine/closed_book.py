@@ -8,6 +8,9 @@ The grammar admits free reasoning lines, none of which may start `answer:` (in a
 one `answer: <answer>` line in the answer grammar of the expected type. The pass is bounded by its
 token budget; if the budget cuts it before the answer line, the answer comes from a continuation
 that starts with `answer:` (the step is then `truncated`).
+
+An agent's typed output narrows the answer line to that type's grammar (`answer`, with `answer_format`
+telling the model what to write), on both paths, as in the step grammar.
 """
 
 from __future__ import annotations
@@ -79,9 +82,12 @@ def closed_book_prompt(
     evidence: Sequence[str] = (),
     answer_type: AnswerType = "text",
     style: PromptStyle = "auto",
+    answer_format: str | None = None,
 ) -> str:
-    """The pass's prompt: the instructions, the question and, for the fallback, the evidence lines."""
-    system = _INSTRUCTIONS.format(answer_format=_ANSWER_FORMATS[answer_type]).rstrip("\n")
+    """The pass's prompt: the instructions, the question and, for the fallback, the evidence lines;
+    `answer_format` (a typed output's) says what the answer line holds instead of `answer_type`'s words."""
+    shown = answer_format or _ANSWER_FORMATS[answer_type]
+    system = _INSTRUCTIONS.format(answer_format=shown).rstrip("\n")
     user = f"Question: {sanitise_observation(question, limit=2000)}"
     if evidence:
         user += "\n\n" + "\n".join([_EVIDENCE_HEADING, *evidence])
@@ -98,9 +104,15 @@ def _not(chars: str) -> CharClass:
 
 @dataclass(frozen=True)
 class ClosedBookGrammar:
-    """The pass's grammar (`grammar`) and the grammar of a continuation after `answer:` (`continuation`)."""
+    """The pass's grammar (`grammar`) and the grammar of a continuation after `answer:` (`continuation`);
+    `answer`, where given, is the answer's grammar in place of `answer_type`'s (a typed output's)."""
 
     answer_type: AnswerType
+    answer: Grammar | None = None
+
+    def _answer(self) -> Grammar:
+        found = self.answer if self.answer is not None else answer_grammar((), self.answer_type)
+        return found.prefixed("answer")
 
     @cached_property
     def grammar(self) -> Grammar:
@@ -108,7 +120,7 @@ class ClosedBookGrammar:
 
         A line is matched by a chain of rules over the letters of `answer:`: a character that leaves
         the chain frees the rest of the line, so every choice is decided by the next character."""
-        answer = answer_grammar((), self.answer_type).prefixed("answer")
+        answer = self._answer()
         rules: dict[str, Node] = dict(answer.rules)
         rules["rest"] = Seq((Repeat(_not("\n"), 0, None), Lit("\n")))
         word = _ANSWER_WORD + ":"
@@ -125,7 +137,7 @@ class ClosedBookGrammar:
     @cached_property
     def continuation(self) -> Grammar:
         """What follows a prompt that ends `answer:`: the answer, then the end of the line."""
-        answer = answer_grammar((), self.answer_type).prefixed("answer")
+        answer = self._answer()
         return Grammar({**answer.rules, "root": Seq((Lit(" "), Ref(answer.start), Lit("\n")))}, "root")
 
     @cached_property
@@ -151,8 +163,8 @@ class ClosedBookGrammar:
 
 
 @cache
-def closed_book_grammar(answer_type: AnswerType = "text") -> ClosedBookGrammar:
-    return ClosedBookGrammar(answer_type)
+def closed_book_grammar(answer_type: AnswerType = "text", answer: Grammar | None = None) -> ClosedBookGrammar:
+    return ClosedBookGrammar(answer_type, answer)
 
 
 @dataclass
@@ -187,10 +199,13 @@ def closed_book_pass(
     max_tokens: int = 384,
     deadline: float,
     style: PromptStyle = "auto",
+    answer: Grammar | None = None,
+    answer_format: str | None = None,
 ) -> Generator[Event, None, PassResult]:
-    """Run one pass, yielding its text as TextDelta events; the step is numbered `index`."""
-    grammars = closed_book_grammar(answer_type)
-    prompt = closed_book_prompt(backend, question, evidence, answer_type, style)
+    """Run one pass, yielding its text as TextDelta events; the step is numbered `index`. `answer` and
+    `answer_format` narrow the answer line to a typed output (see `closed_book_prompt`)."""
+    grammars = closed_book_grammar(answer_type, answer)
+    prompt = closed_book_prompt(backend, question, evidence, answer_type, style, answer_format)
     sampling = sampling or Sampling()
     tokens = TokenCounts()
     began = time.monotonic()

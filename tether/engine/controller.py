@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tether.engine.answer import ANSWER_TYPES, AnswerType
+from tether.engine.answer import ANSWER_TYPES, AnswerType, typed_answer_grammar
 from tether.engine.backends.base import Backend, Sampling
 from tether.engine.closed_book import closed_book_pass, evidence_lines
 from tether.engine.events import (
@@ -44,6 +44,7 @@ from tether.engine.protocol import (
 )
 from tether.engine.run_state import RunState
 from tether.engine.tool import Tool, ToolRegistry, run_with_time_limit
+from tether.engine.typed import TypedText
 from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, RecoverableError, TetherError
 from tether.text import clean_text
 
@@ -87,6 +88,9 @@ class Agent:
 
     `mode="closed-book"` answers with no tools: one reasoning pass, then one `answer:` line.
     `answer_type` narrows every answer's grammar (`number`, `yes-no`, `short`; default `text`).
+    `output_type` narrows it to a type instead (`int`, a `Literal` or `Enum`, a pydantic model as one
+    line of JSON: see `tether.engine.typed`), on every path that answers, and puts the validated
+    value on the Trace as `output`; a SchemaError where the type has no grammar.
 
     `tools` is required (pass `[]` for none, `tether.default_tools()` for the built-in default): the
     engine does not know the built-ins. A tool's ModelError or ToolError (any RecoverableError) and its
@@ -103,6 +107,7 @@ class Agent:
         sampling: Sampling | None = None,
         prompt_style: PromptStyle = "auto",
         answer_type: AnswerType = "text",
+        output_type: Any = None,
     ) -> None:
         self.backend = backend
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
@@ -115,15 +120,20 @@ class Agent:
         if answer_type not in ANSWER_TYPES:
             raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
         self.answer_type: AnswerType = answer_type
+        if output_type is not None and answer_type != "text":
+            raise ConfigError("pass output_type or answer_type, not both: output_type narrows the answer itself")
+        self.output_type = output_type
+        self.output: TypedText | None = None if output_type is None else TypedText(output_type, where="output")
+        value = None if self.output is None else self.output.grammar  # None for a plain str: the text grammar
+        self.answer_grammar = None if value is None else typed_answer_grammar(value)
         self.grammars = self._compose_grammars()  # now, so a clash between tools' grammars fails here
 
     def _compose_grammars(self) -> dict[Restriction, StepGrammar]:
-        full = compose_step_grammar(self.tools, answer_type=self.answer_type)
-        answer_only = compose_step_grammar(self.tools, allowed=[ANSWER], answer_type=self.answer_type)
+        compose = partial(compose_step_grammar, self.tools, answer_type=self.answer_type, answer=self.answer_grammar)
+        full = compose()
+        answer_only = compose(allowed=[ANSWER])
         tool_names = [t.name for t in self.tools]
-        tools_only = (
-            compose_step_grammar(self.tools, allowed=tool_names, answer_type=self.answer_type) if tool_names else full
-        )
+        tools_only = compose(allowed=tool_names) if tool_names else full
         return {
             Restriction.ALL: full,
             Restriction.TOOLS_ONLY_FIRST_STEP: tools_only,
@@ -286,6 +296,8 @@ class _Run:
             max_tokens=agent.limits.max_reasoning_tokens,
             deadline=self.deadline,
             style=agent.prompt_style,
+            answer=agent.answer_grammar,
+            answer_format=None if agent.output is None else agent.output.describe(),
         )
         step = result.step
         self.trace.steps.append(step)
@@ -298,13 +310,22 @@ class _Run:
             self.trace.stop_reason = cut_or_forced
         else:
             yield ActionParsed(index, step.action)
-            self.trace.answer = step.action.input.strip()
+            self._answered(step.action)
             self.trace.answer_source = source
             ended_itself = restriction is Restriction.ALL and not step.truncated
             self.trace.stop_reason = StopReason.ANSWER if ended_itself else cut_or_forced
 
-    def _finish(self, action: Action, restriction: Restriction) -> None:
+    def _answered(self, action: Action) -> None:
+        """The run's answer, and with an output type, its value (None where it does not validate)."""
         self.trace.answer = action.input.strip()
+        if self.agent.output is not None:
+            try:
+                self.trace.output = self.agent.output.parse(self.trace.answer)
+            except ValidationError:
+                self.trace.output = None
+
+    def _finish(self, action: Action, restriction: Restriction) -> None:
+        self._answered(action)
         self.trace.answer_source = AnswerSource.FORCED if restriction in _FORCED else AnswerSource.AGENT
         self.trace.stop_reason = _STOPS[restriction]
 

@@ -170,12 +170,17 @@ def _span(text: str, node: lark.Tree[lark.Token]) -> str:
 
 
 def compose_step_grammar(
-    tools: Iterable[ToolLike], allowed: Sequence[str] | None = None, answer_type: AnswerType = "text"
+    tools: Iterable[ToolLike],
+    allowed: Sequence[str] | None = None,
+    answer_type: AnswerType = "text",
+    answer: Grammar | None = None,
 ) -> StepGrammar:
     """The step grammar for these tools plus `answer`; `allowed` narrows which commands it admits,
-    `answer_type` what the answer may be (`tether.engine.answer`)."""
+    `answer_type` what the answer may be (`tether.engine.answer`), and `answer`, where given, is the
+    answer's grammar instead (a typed output's, from `typed_answer_grammar`)."""
     inputs: dict[str, Grammar] = {t.name: t.input_grammar for t in tools}
-    inputs[ANSWER] = answer_grammar(inputs, answer_type)  # an answer cannot name a command: it cannot run on
+    # an answer cannot name a command: it cannot run on
+    inputs[ANSWER] = answer if answer is not None else answer_grammar(inputs, answer_type)
     commands = tuple(inputs) if allowed is None else tuple(allowed)
     unknown = [c for c in commands if c not in inputs]
     if unknown or not commands:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,6 +121,8 @@ class Trace(BaseModel):
     mode: Mode
     steps: list[Step] = Field(default_factory=list)
     answer: str | None = None
+    # The answer as a value of the agent's `output_type` (None without one, or when the answer did not validate)
+    output: Any = None
     answer_source: AnswerSource | None = None  # None when there is no answer
     stop_reason: StopReason | None = None
     elapsed_s: float = 0.0

@@ -111,6 +111,8 @@ class TypedText:
         """A few words for a prompt: what a text of this type looks like."""
         if self.form == "line" or self.schema is None:
             return "<text>"
+        if isinstance(self.schema.get("enum"), list):
+            return "one of: " + ", ".join(self.format(self.adapter.validate_python(v)) for v in self.schema["enum"])
         kind = {"text": "text", "scalar": str(self.schema.get("type", "value")), "json": "JSON"}[self.form]
         return f"<{kind}, e.g. {self.example}>"
 
