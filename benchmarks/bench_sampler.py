@@ -1,14 +1,19 @@
-"""Grammar cost, measured side by side in one process: per-token decode time unconstrained, with
-llama-cpp-python's built-in grammar sampler, and with tether's sampler; KV reuse per agent step; and
-whole agent runs on the built-in path vs tether's. Prints a table and writes JSON.
+"""Grammar cost, measured side by side in one process: per-token decode time unconstrained (llama-cpp-
+python's own loop, and tether's loop with no grammar), with llama-cpp-python's built-in grammar sampler,
+and with tether's sampler; full-mask fallbacks per step; KV reuse per agent step; and whole agent runs
+on the built-in path vs tether's. Each path's spread (min/median/max over repeats of the same prompts)
+goes into the JSON with the machine's core count. Prints a table and writes JSON.
 
     python benchmarks/bench_sampler.py [--models smollm2-135m,qwen2.5-coder-1.5b] [--repeats 3]
+
+Run it alone: llama.cpp spin-waits, so another model process on the machine distorts every number.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -42,10 +47,9 @@ def _model_paths(names: list[str]) -> dict[str, Path]:
     return paths
 
 
-def _decode_ms_per_token(
-    backend: LlamaCppBackend, prompt: str, grammar: str | None, max_tokens: int
-) -> tuple[float, int]:
-    """Decode time per token after the first (the prompt is cached by a warm-up, so this is decode only)."""
+def _decode(backend: LlamaCppBackend, prompt: str, grammar: str | None, max_tokens: int) -> tuple[float, StreamStats]:
+    """Decode seconds after the first token, and the counts (the prompt is cached by a warm-up, so this is
+    decode only)."""
     for _attempt in range(2):  # the first call evaluates the prompt into the KV cache
         stats = StreamStats()
         stream = backend.stream(prompt, grammar=grammar, max_tokens=max_tokens, sampling=Sampling(), stats=stats)
@@ -54,7 +58,10 @@ def _decode_ms_per_token(
         for _ in stream:
             pass
         elapsed = time.perf_counter() - began
-    return 1000 * elapsed / max(1, stats.sampled - 1), stats.sampled
+    return elapsed, stats
+
+
+PATHS = ("unconstrained", "tether_unconstrained", "builtin_grammar", "tether_grammar")
 
 
 def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
@@ -62,21 +69,36 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
     builtin = LlamaCppBackend(path, sampler="builtin")
     tools = resolve_tools(["calculate"])
     grammar = Agent(fast, tools).grammars[Restriction.ALL].gbnf
-    per: dict[str, list[float]] = {"unconstrained": [], "builtin_grammar": [], "tether_grammar": []}
-    fallbacks = 0
+    prompts = [render_prompt(fast, question, [], tools) for question in PROMPTS]
+    per: dict[str, list[float]] = {k: [] for k in PATHS}  # ms per token, one value per repeat
+    full_masks = sampled = 0
     for _ in range(repeats):
-        for question in PROMPTS:
-            prompt = render_prompt(fast, question, [], tools)
-            ms, n = _decode_ms_per_token(fast, prompt, grammar, 300)
-            per["tether_grammar"].append(ms)
-            per["builtin_grammar"].append(_decode_ms_per_token(builtin, prompt, grammar, 300)[0])
-            per["unconstrained"].append(_decode_ms_per_token(builtin, prompt, None, n)[0])
+        seconds = dict.fromkeys(PATHS, 0.0)
+        tokens = 0
+        for prompt in prompts:  # the paths interleave per prompt, so load drifts hit all of them alike
+            elapsed, stats = _decode(fast, prompt, grammar, 300)
+            seconds["tether_grammar"] += elapsed
+            n = stats.sampled
+            full_masks, sampled, tokens = full_masks + stats.full_masks, sampled + n, tokens + n - 1
+            seconds["builtin_grammar"] += _decode(builtin, prompt, grammar, 300)[0]
+            seconds["unconstrained"] += _decode(builtin, prompt, None, n)[0]
+            seconds["tether_unconstrained"] += _decode(fast, prompt, None, n)[0]
+        for k in PATHS:
+            per[k].append(1000 * seconds[k] / max(1, tokens))
     base = statistics.median(per["unconstrained"])
     decode = {
-        k: {"median_ms_per_token": statistics.median(v), "ratio_to_unconstrained": statistics.median(v) / base}
+        k: {
+            "median_ms_per_token": statistics.median(v),
+            "min_ms_per_token": min(v),
+            "max_ms_per_token": max(v),
+            "ratio_to_unconstrained": statistics.median(v) / base,
+            "ratios_per_repeat": [x / u for x, u in zip(v, per["unconstrained"], strict=True)],
+        }
         for k, v in per.items()
     }
+    steps_decoded = repeats * len(prompts)
     runs: dict[str, Any] = {}
+    fallbacks = 0
     for label, backend in (("builtin", builtin), ("tether", fast)):
         agent = Agent(backend, tools, limits=Limits(max_steps=6))
         latencies, steps = [], []
@@ -87,7 +109,8 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - began)
                 steps.extend(trace.steps)
         later = [s for s in steps if s.index > 0]
-        fallbacks += sum(s.tokens.full_masks for s in steps)
+        if label == "tether":
+            fallbacks = sum(s.tokens.full_masks for s in steps)
         runs[label] = {
             "median_run_s": statistics.median(latencies),
             "total_s": sum(latencies),
@@ -100,14 +123,28 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
             else None,
         }
     runs["speedup"] = runs["builtin"]["median_run_s"] / runs["tether"]["median_run_s"]
-    return {"model": name, "decode": decode, "agent_runs": runs, "tether_full_mask_fallbacks": fallbacks}
+    return {
+        "model": name,
+        "decode": decode,
+        "decode_full_masks_per_step": full_masks / steps_decoded,
+        "decode_sampled_per_step": sampled / steps_decoded,
+        "agent_runs": runs,
+        "agent_full_masks_per_step": fallbacks / max(1, runs["tether"]["steps"]),
+    }
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'model':<22}{'path':<18}{'ms/token':>10}{'x unconstrained':>17}")
+    print(f"\n{'model':<22}{'path':<22}{'ms/token min/median/max':>26}{'x unconstrained':>17}{'per repeat':>22}")
     for r in results:
         for path, d in r["decode"].items():
-            print(f"{r['model']:<22}{path:<18}{d['median_ms_per_token']:>10.2f}{d['ratio_to_unconstrained']:>17.3f}")
+            spread = f"{d['min_ms_per_token']:.2f}/{d['median_ms_per_token']:.2f}/{d['max_ms_per_token']:.2f}"
+            repeats = " ".join(f"{x:.3f}" for x in d["ratios_per_repeat"])
+            print(f"{r['model']:<22}{path:<22}{spread:>26}{d['ratio_to_unconstrained']:>17.3f}{repeats:>22}")
+        print(
+            f"{r['model']:<22}full masks per step: {r['decode_full_masks_per_step']:.2f} "
+            f"(of {r['decode_sampled_per_step']:.1f} sampled tokens); in agent runs "
+            f"{r['agent_full_masks_per_step']:.2f}"
+        )
     print(
         f"\n{'model':<22}{'agent path':<12}{'median run s':>13}{'sampled/step':>13}{'forced/step':>12}"
         f"{'prompt/step':>12}{'evaluated/step':>15}"
@@ -133,7 +170,8 @@ def main() -> None:
     results = [bench_model(n, p, args.repeats) for n, p in _model_paths(args.models.split(",")).items()]
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "repeats": args.repeats}, indent=2))
+    machine = {"cpu_count": os.cpu_count(), "llama_threads": os.cpu_count()}  # LlamaCppBackend's default
+    args.out.write_text(json.dumps({"results": results, "repeats": args.repeats, "machine": machine}, indent=2))
     print(f"\nwrote {args.out}")
 
 

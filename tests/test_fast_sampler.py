@@ -9,6 +9,9 @@ import sys
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from tether import Agent, LlamaCppBackend, Restriction, Sampling, compose_step_grammar
 from tether.engine.backends.checker import CheckerFactory, TokenChecker
@@ -108,22 +111,23 @@ def test_forced_text_waits_while_command_names_share_a_prefix() -> None:
     assert grammar.forced_text("Thought: x\ncalcu") == "lator:"
 
 
-class FakeEvenChecker:
-    """A grammar engine that admits only even token ids: any engine behind the TokenChecker seam."""
+class FakeSetChecker:
+    """A grammar engine that admits a given set of token ids: any engine behind the TokenChecker seam."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: set[int] | None = None) -> None:
+        self.allowed = allowed
         self.full_masks = 0
         self.asked: list[int] = []
 
     def allows(self, token: int) -> bool:
         self.asked.append(token)
-        return token % 2 == 0
+        return token % 2 == 0 if self.allowed is None else token in self.allowed
 
     def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         self.full_masks += 1
-        out = logits.copy()
-        out[1::2] = -np.inf
-        return out
+        keep = np.zeros(logits.size, dtype=bool)
+        keep[[t for t in range(logits.size) if self.allows(t)]] = True
+        return np.where(keep, logits, -np.inf).astype(np.single)
 
     def accept(self, token: int) -> None:
         pass
@@ -132,16 +136,57 @@ class FakeEvenChecker:
         pass
 
 
-def test_choose_token_asks_any_checker_one_token_then_the_mask() -> None:
-    checker: TokenChecker = FakeEvenChecker()
+def test_choose_token_asks_any_checker_one_token_then_the_next_candidates() -> None:
+    checker: TokenChecker = FakeSetChecker()  # even ids only
     rng = np.random.default_rng(0)
-    allowed_best = np.array([0.0, 1.0, 5.0, 2.0], dtype=np.single)  # argmax 2 is even: no mask
+    allowed_best = np.array([0.0, 1.0, 5.0, 2.0], dtype=np.single)  # argmax 2 is even: one check
     assert choose_token(allowed_best, checker, Sampling(), rng) == 2 and checker.full_masks == 0
     refused_best = np.array([0.0, 9.0, 5.0, 7.0], dtype=np.single)  # argmax 1 is odd: masked argmax 2
-    assert choose_token(refused_best, checker, Sampling(), rng) == 2 and checker.full_masks == 1
-    hot = Sampling(temperature=1.0, top_k=0, top_p=1.0)
+    assert choose_token(refused_best, checker, Sampling(), rng) == 2 and checker.full_masks == 0
+    hot = Sampling(temperature=1.0, top_k=0, top_p=1.0)  # no top-k: only the full mask is exact
     picks = {choose_token(refused_best, checker, hot, rng) for _ in range(200)}
-    assert picks <= {0, 2} and checker.full_masks <= 201  # sampling never leaves the grammar
+    assert picks <= {0, 2} and 0 < checker.full_masks <= 200
+
+
+def test_greedy_falls_back_to_the_full_mask_when_no_candidate_is_allowed() -> None:
+    logits = np.arange(1000, dtype=np.single)  # best tokens have the highest ids
+    checker = FakeSetChecker({3})
+    assert choose_token(logits, checker, Sampling(), np.random.default_rng(0)) == 3
+    assert checker.full_masks == 1
+
+
+def test_greedy_ties_at_the_edge_of_the_candidates_go_to_the_full_mask() -> None:
+    logits = np.zeros(1000, dtype=np.single)
+    logits[999] = 5.0  # refused; every other token ties, so only the full mask knows the lowest allowed id
+    checker = FakeSetChecker(set(range(1, 999)))
+    assert choose_token(logits, checker, Sampling(), np.random.default_rng(0)) == 1
+    assert checker.full_masks == 1
+
+
+@given(
+    logits=hnp.arrays(np.single, st.integers(1, 300), elements=st.integers(-20, 20).map(float)),
+    allowed=st.sets(st.integers(0, 299), min_size=1),
+)
+@settings(max_examples=200, deadline=None)
+def test_greedy_choice_is_always_the_full_masks_argmax(logits: npt.NDArray[np.single], allowed: set[int]) -> None:
+    """Integer logits make ties common: the lowest-id rule must hold at the candidates' edge too."""
+    allowed = {t % logits.size for t in allowed}
+    checker = FakeSetChecker(allowed)
+    masked = np.where(np.isin(np.arange(logits.size), list(allowed)), logits, -np.inf)
+    assert choose_token(logits, checker, Sampling(), np.random.default_rng(0)) == int(np.argmax(masked))
+
+
+def test_top_k_sampling_after_a_refusal_is_the_masked_top_k_distribution() -> None:
+    logits = np.log(np.array([50, 1, 4, 3, 2, 8, 1], dtype=np.single))  # token 0 is refused; 6 is allowed
+    checker = FakeSetChecker({2, 3, 4, 6})
+    sampling = Sampling(temperature=1.0, top_k=2, top_p=1.0)
+    rng = np.random.default_rng(7)
+    counts = np.zeros(logits.size)
+    for _ in range(4000):
+        counts[choose_token(logits, checker, sampling, rng)] += 1
+    assert checker.full_masks == 0
+    assert counts[[0, 1, 4, 5, 6]].sum() == 0  # masked top-2: tokens 2 (p 4/7) and 3 (p 3/7)
+    assert abs(counts[2] / counts.sum() - 4 / 7) < 0.03
 
 
 def test_importing_tether_and_its_backends_loads_neither_llama_cpp_nor_numpy() -> None:
