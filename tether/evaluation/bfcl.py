@@ -26,7 +26,7 @@ from typing import Any
 from tether.engine.controller import Agent
 from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.protocol import StopReason, Trace
-from tether.engine.tool import Tool
+from tether.engine.tool import Tool, safe_tool_name
 from tether.errors import ToolInputError
 from tether.evaluation.bfcl_checker import CallScore, check_call
 from tether.text import clean_text, one_line
@@ -58,7 +58,6 @@ _KEPT = (
     "description", "enum", "default", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "minItems", "maxItems", "minLength", "maxLength", "pattern",
 )  # fmt: skip
-_UNSAFE = re.compile(r"[^a-z0-9_]+")
 _ACTION = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*:\s?(.*)")
 
 
@@ -90,16 +89,15 @@ def _convert(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def tool_names(functions: Sequence[str]) -> dict[str, str]:
-    """A tether tool name for each BFCL function name, in order (`math.factorial` -> `math_factorial`):
-    lower case, `[a-z0-9_]` only, starting with a letter, at most 32 characters, distinct. Maps back."""
+    """A tool name for each BFCL function name, in order, mapping back to it: the name itself where it
+    is a valid tool name (`math.factorial`), else `safe_tool_name`'s; a second function that would
+    get a name already given gets `_2` (`_3`, ...) after it."""
     names: dict[str, str] = {}
     for function in functions:
-        base = _UNSAFE.sub("_", function.lower()).strip("_") or "function"
-        base = base if base[0].isalpha() else f"f_{base}"
-        name, n = base[:32], 2
-        while name in names or name == "answer":
-            suffix = f"_{n}"
-            name, n = base[: 32 - len(suffix)] + suffix, n + 1
+        base = safe_tool_name(function)
+        name, n = base, 2
+        while name.casefold() in {k.casefold() for k in names}:
+            name, n = f"{base[:60]}_{n}", n + 1
         names[name] = function
     return names
 
