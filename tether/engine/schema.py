@@ -271,7 +271,7 @@ class _Converter:
         if hi == 0:
             return Lit("[]")
         body: Node = Seq((item, Repeat(more, max(lo - 1, 0), None if hi is None else hi - 1)))
-        return Seq((Lit("["), body if lo else Alt((body, Lit(""))), Lit("]")))
+        return self.rule(Seq((Lit("["), body if lo else Alt((body, Lit(""))), Lit("]"))), at.rstrip("."))
 
     def string(self, schema: Mapping[str, Any], at: str, plain: bool) -> Node:
         lo = _whole(schema.get("minLength", 0))
@@ -480,9 +480,10 @@ def grammar_from_schema(schema: Mapping[str, Any] | bool, *, where: str = "input
     converter.rules["root"] = Lit("")
     converter.rules["root"] = converter.visit(schema, "", plain)
     grammar = Grammar(converter.rules, "root")
-    size, rule = nested_repeat_size(grammar)
-    if size > MAX_NESTED_REPEAT_SIZE:
-        path = converter.paths.get(rule) or where
+    size, _ = nested_repeat_size(grammar)
+    if size > MAX_NESTED_REPEAT_SIZE:  # name the innermost field whose rule nests too much (rules go inner first)
+        path = next((p for r, p in converter.paths.items() if _nesting(grammar, r) > MAX_NESTED_REPEAT_SIZE), "")
+        path = path or where
         raise SchemaError(
             f"{path}: bounds (maxLength, maxItems, ...) nested inside one another multiply to {size}, more than "
             f"{MAX_NESTED_REPEAT_SIZE}; llama.cpp would slow to seconds per token",
@@ -493,6 +494,22 @@ def grammar_from_schema(schema: Mapping[str, Any] | bool, *, where: str = "input
     except GrammarError as exc:
         raise SchemaError(f"{where}: {exc}", path=where) from None
     return grammar
+
+
+def _nesting(grammar: Grammar, start: str) -> int:
+    """`nested_repeat_size` of the rules reachable from `start` alone."""
+    reached, todo = {start}, [grammar.rules[start]]
+    while todo:
+        node = todo.pop()
+        match node:
+            case Ref(name) if name not in reached:
+                reached.add(name)
+                todo.append(grammar.rules[name])
+            case Seq(items) | Alt(items):
+                todo.extend(items)
+            case Repeat(item, _, _):
+                todo.append(item)
+    return nested_repeat_size(Grammar({r: grammar.rules[r] for r in reached}, start))[0]
 
 
 def shortest_text(grammar: Grammar) -> str:
