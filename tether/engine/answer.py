@@ -95,7 +95,8 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
     if answer_type not in ("text", "short"):
         raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
     max_words = SHORT_ANSWER_MAX_WORDS if answer_type == "short" else ANSWER_MAX_WORDS
-    names = sorted({name.casefold() for name in (*commands, *STEP_LINE_NAMES)})
+    # a name whose "name:" is longer than a word cannot be written as one, so needs no branch
+    names = sorted({n.casefold() for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS})
     children: list[dict[str, int]] = [{}]  # trie over "name:"; node 0 is the start of a word
     for name in names:
         node = 0

@@ -56,7 +56,16 @@ _DIGIT = CharClass((("0", "9"),))
 _SPACE = Alt((Lit(" "), Lit("")))  # one optional space after `:` and `,`
 _SEP = Seq((Lit(","), _SPACE))
 _HEX = CharClass((("0", "9"), ("A", "F"), ("a", "f")))
-_ESCAPE = Alt((CharClass(tuple((c, c) for c in '"/\\bfnrt')), Seq((Lit("u"), _HEX, _HEX, _HEX, _HEX))))
+_D = CharClass((("D", "D"), ("d", "d")))
+_LOW = CharClass((("C", "F"), ("c", "f")))  # the second hex digit of a low surrogate
+_UNIT = Alt(  # after \u: a code unit that is no surrogate, or a high surrogate then \u and its low one
+    (  # (JSON parsers such as pydantic's refuse a lone surrogate)
+        Seq((CharClass((("0", "9"), ("A", "C"), ("E", "F"), ("a", "c"), ("e", "f"))), _HEX, _HEX, _HEX)),
+        Seq((_D, CharClass((("0", "7"),)), _HEX, _HEX)),
+        Seq((_D, CharClass((("8", "9"), ("A", "B"), ("a", "b"))), _HEX, _HEX, Lit("\\u"), _D, _LOW, _HEX, _HEX)),
+    )
+)
+_ESCAPE = Alt((CharClass(tuple((c, c) for c in '"/\\bfnrt')), Seq((Lit("u"), _UNIT))))
 _CHAR = Alt(
     (CharClass((("\x00", "\x1f"), ('"', '"'), ("\\", "\\"), ("\x7f", "\x7f")), negated=True), Seq((Lit("\\"), _ESCAPE)))
 )

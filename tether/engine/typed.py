@@ -36,6 +36,11 @@ Form = Literal["line", "text", "scalar", "json"]
 _CONSTRAINTS = ("minLength", "maxLength", "pattern", "enum", "const")
 
 
+def _compact(value: Any) -> str:
+    """One line of compact JSON; DEL escaped, as the grammar (like llama.cpp's) never writes it raw."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("\x7f", "\\u007f")
+
+
 def _form(schema: Mapping[str, Any]) -> Form:
     kind = schema.get("type")
     values = schema["enum"] if "enum" in schema else [schema["const"]] if "const" in schema else None
@@ -95,7 +100,7 @@ class TypedText:
         data = self.adapter.dump_python(value, mode="json")
         if self.form in ("line", "text"):
             return str(data)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return _compact(data)
 
     @cached_property
     def example(self) -> str | None:
@@ -105,7 +110,7 @@ class TypedText:
         value = example_from_schema(self.schema, where=self.where)
         if self.form == "text":
             return str(value)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return _compact(value)
 
     def describe(self) -> str:
         """A few words for a prompt: what a text of this type looks like."""
@@ -139,6 +144,7 @@ def signature_model(func: Callable[..., object]) -> tuple[type[BaseModel], Calla
 
     def call(arguments: BaseModel) -> object:
         values = {name: getattr(arguments, name) for name in fields}
-        return func(*(values.pop(name) for name in positional), **values)
+        leading = [values.pop(name) for name in positional]
+        return func(*leading, **values)
 
     return model, call
