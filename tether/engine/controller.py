@@ -45,7 +45,15 @@ from tether.engine.protocol import (
 from tether.engine.run_state import RunState
 from tether.engine.tool import Tool, ToolRegistry, run_with_time_limit
 from tether.engine.typed import TypedText
-from tether.errors import BackendError, ConfigError, ContextOverflow, ModelError, RecoverableError, TetherError
+from tether.errors import (
+    BackendError,
+    ConfigError,
+    ContextOverflow,
+    ModelError,
+    RecoverableError,
+    SchemaError,
+    TetherError,
+)
 from tether.text import clean_text
 
 __all__ = ["Agent", "Limits"]
@@ -123,8 +131,11 @@ class Agent:
         if output_type is not None and answer_type != "text":
             raise ConfigError("pass output_type or answer_type, not both: output_type narrows the answer itself")
         self.output_type = output_type
-        self.output: TypedText | None = None if output_type is None else TypedText(output_type, where="output")
-        value = None if self.output is None else self.output.grammar  # None for a plain str: the text grammar
+        try:
+            self.output: TypedText | None = None if output_type is None else TypedText(output_type, where="output")
+            value = None if self.output is None else self.output.grammar  # None for a plain str: the text grammar
+        except SchemaError as exc:
+            raise SchemaError(f"output_type {output_type!r}: {exc}", path=exc.path) from None
         self.answer_grammar = None if value is None else typed_answer_grammar(value)
         self.grammars = self._compose_grammars()  # now, so a clash between tools' grammars fails here
 
