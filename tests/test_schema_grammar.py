@@ -241,6 +241,8 @@ def test_any_integer_range_is_exact(lo: int, width: int, probe: int) -> None:
         ({"type": "object", "properties": {"a": {}}, "required": ["b"]}, "required", "'b'"),
         ({"type": "object", "patternProperties": {"^x": {}}}, "patternProperties", ""),
         (False, "input", "false"),
+        ({"type": "boolean", "enum": ["True", "False"]}, "enum", "other keywords"),  # as in some BFCL schemas
+        ({"type": "integer", "minimum": 3, "const": 2}, "const", "other keywords"),
         (
             {"properties": {"tags": {"type": "array", "items": {"type": "string", "maxLength": 50}, "maxItems": 10}}},
             "properties.tags",
@@ -267,6 +269,12 @@ def test_the_example_is_valid_and_in_the_grammar(name: str) -> None:
     jsonschema.validate(value, SHAPES[name])
     assert accepts(derived(name), compact(value))
     assert accepts(derived(name), shortest_text(derived(name)))
+
+
+def test_enum_values_outside_the_other_keywords_are_left_out() -> None:
+    grammar = grammar_from_schema({"type": "string", "maxLength": 3, "enum": ["abc", "abcd", 1, None]})
+    assert accepts(grammar, '"abc"')
+    assert not any(accepts(grammar, t) for t in ('"abcd"', "1", "null"))
 
 
 def test_plain_strings_are_bare_text() -> None:

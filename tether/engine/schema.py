@@ -21,6 +21,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+
 from tether.engine.gbnf import (
     LLAMA_MAX_REPETITIONS,
     Alt,
@@ -146,13 +149,15 @@ class _Converter:
         for key in ("allOf", "anyOf", "oneOf"):
             if key in schema:
                 return self.combined(schema, key, at)
-        if "const" in schema:
-            return self.literal(schema["const"], plain, at + "const")
-        if "enum" in schema:
-            values = schema["enum"]
+        if "const" in schema or "enum" in schema:
+            key = "const" if "const" in schema else "enum"
+            values = [schema["const"]] if key == "const" else schema["enum"]
             if not isinstance(values, list) or not values:
                 raise self.fail(at + "enum", "an enum must be a non-empty list")
-            options = tuple(dict.fromkeys(self.literal(v, plain, f"{at}enum.{i}") for i, v in enumerate(values)))
+            kept = [(i, v) for i, v in enumerate(values) if _fits_the_rest(schema, v)]
+            if not kept:  # e.g. an enum of strings under "type": "array" (BFCL has a few)
+                raise self.fail(at + key, "no value of it satisfies the schema's other keywords")
+            options = tuple(dict.fromkeys(self.literal(v, plain, f"{at}{key}.{i}") for i, v in kept))
             return options[0] if len(options) == 1 else Alt(options)
         kind = schema.get("type", _implied_type(schema))
         if isinstance(kind, list):
@@ -371,6 +376,18 @@ _MEANINGFUL = frozenset(  # the keywords that constrain a value (the rest are an
         "maxContains",
     ]
 ).union(_REFUSED)
+
+
+def _fits_the_rest(schema: Mapping[str, Any], value: Any) -> bool:
+    """Whether an enum's or const's value also satisfies the schema's other keywords (its `type`,
+    bounds, ...): the grammar writes only those, never a value the schema refuses."""
+    rest = {k: v for k, v in schema.items() if k not in ("enum", "const", "$defs", "definitions")}
+    if rest.keys() & {"$ref", "allOf", "anyOf", "oneOf"}:  # the literal alone decides (rare beside an enum)
+        rest = {k: v for k, v in rest.items() if k == "type"}
+    try:
+        return bool(validator_for(rest)(rest).is_valid(value))
+    except jsonschema.exceptions.SchemaError:
+        return False
 
 
 def _implied_type(schema: Mapping[str, Any]) -> str | None:
