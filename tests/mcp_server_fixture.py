@@ -1,7 +1,8 @@
 """A real MCP server for tests/test_mcp.py, written with the SDK's server API (mcp 2.x `MCPServer`).
 
 `python tests/mcp_server_fixture.py` serves over stdio; `... --http PORT` over streamable HTTP on
-127.0.0.1:PORT/mcp. Its tools cover the schema shapes tether derives grammars from (integers, an
+127.0.0.1:PORT/mcp; `... --unsupported` adds a tool whose schema has no grammar (uniqueItems);
+`... --crash` fails to start. Its tools cover the schema shapes tether derives grammars from (integers, an
 enum, a nested object, optional keys, a list), and the failures a client must survive: a tool that
 reports an error (isError), one that hangs, and one that ends the server mid-call.
 """
@@ -89,7 +90,15 @@ def pid() -> int:
     return os.getpid()
 
 
+def tags(names: set[str]) -> str:
+    """Sort a set of tags (uniqueItems, which no grammar can express)."""
+    return ",".join(sorted(names))
+
+
 if __name__ == "__main__":
+    if "--unsupported" in sys.argv:
+        sys.argv.remove("--unsupported")
+        server.tool()(tags)
     if len(sys.argv) == 3 and sys.argv[1] == "--http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     elif len(sys.argv) == 2 and sys.argv[1] == "--crash":

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tether import Agent, Limits, ScriptedBackend, Tool
+from tether import Agent, Limits, LlamaCppBackend, ScriptedBackend, Tool
 from tether.cli import main
-from tether.errors import ConfigError, ToolError, ToolTimeout
+from tether.errors import ConfigError, ToolError, ToolRegistrationError, ToolTimeout
 from tether.mcp import MCPServer, mcp_tools
 from tether.tools import resolve_tools
 
@@ -184,6 +184,20 @@ def test_an_agent_run_calls_mcp_tools_and_reads_an_error_as_an_observation(stdio
     assert "add: Add two integers." in prompt and "calculate" in prompt
 
 
+@pytest.mark.model
+def test_smollm2_calls_an_mcp_tool_with_arguments_the_server_accepts(smollm2: LlamaCppBackend) -> None:
+    """The grammar from the schema makes a 135M model's first call valid JSON of the right shape."""
+    with MCPServer(COMMAND) as server:
+        tools = [t for t in server.tools if t.name in ("add", "convert", "greet")]
+        agent = Agent(smollm2, tools, limits=Limits(max_steps=2, time_limit_s=86400, fallback=False))
+        trace = agent.run("What is 17 plus 25?")
+    first = trace.steps[0]
+    assert first.action is not None and first.action.command in ("add", "convert", "greet")
+    tool = next(t for t in tools if t.name == first.action.command)
+    assert tool.accepts(first.action.input) and isinstance(json.loads(first.action.input), dict)
+    assert first.observation and not first.observation.startswith("error"), first.observation
+
+
 # ---------------------------------------------------------------- failures: a server killed mid-call, a hang
 
 
@@ -293,6 +307,18 @@ def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     assert time.monotonic() - began < 10
 
 
+def test_a_tool_whose_schema_has_no_grammar_is_refused_or_left_out() -> None:
+    with pytest.raises(ToolRegistrationError) as caught:
+        MCPServer([*COMMAND, "--unsupported"])
+    assert str(caught.value) == (
+        f"MCP server '{COMMAND_LINE} --unsupported': tool 'tags': "
+        "properties.names.uniqueItems: uniqueItems cannot be expressed in a grammar"
+    )
+    with MCPServer([*COMMAND, "--unsupported"], skip_unsupported=True) as server:
+        assert "tags" not in server.names and len(server.tools) == 10
+        assert server.skipped == {"tags": "properties.names.uniqueItems: uniqueItems cannot be expressed in a grammar"}
+
+
 def test_a_prefix_keeps_two_servers_apart(stdio: MCPServer) -> None:
     with MCPServer(COMMAND, prefix="b_") as other:
         assert other.names["b_add"] == "add" and other.names["b_word-count"] == "word-count"
@@ -333,6 +359,18 @@ def test_ask_mcp_takes_several_servers_and_a_url(
     code = main(["ask", "q", "--tools", "", "--mcp", http_url, "--mcp", COMMAND_LINE])
     _, err = capsys.readouterr()
     assert code == 1 and err == "error: tool 'add' is already registered\n"
+
+
+def test_ask_mcp_leaves_out_a_tool_it_cannot_express_with_a_note(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = _scripted(monkeypatch, f"Thought: Add.\nadd: {compact({'a': 1, 'b': 2})}\n", "Thought: 3.\nanswer: 3\n")
+    code = main(["ask", "1 + 2?", "--tools", "", "--mcp", f"{COMMAND_LINE} --unsupported", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["answer"] == "3"
+    assert err.startswith(f"note: MCP server '{COMMAND_LINE} --unsupported': tool 'tags' left out: ")
+    assert err.count("\n") == 1 and "uniqueItems" in err
+    assert "add: " in backend.prompts[0] and "tags: " not in backend.prompts[0]
 
 
 @pytest.mark.parametrize(

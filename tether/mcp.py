@@ -180,7 +180,7 @@ class MCPServer:
                 )  # fmt: skip
             except ToolRegistrationError as exc:
                 if skip_unsupported:
-                    self.skipped[spec.name] = str(exc)
+                    self.skipped[spec.name] = str(exc).removeprefix(f"tool {name!r}: ")
                     continue
                 raise ToolRegistrationError(f"MCP server {self.target!r}: {exc}") from exc
             self.names[name] = spec.name
