@@ -165,6 +165,19 @@ def test_calls_reach_the_server_and_return_its_text(stdio: MCPServer) -> None:
     assert stdio.call("add", {"a": 1, "b": 1}) == "2"  # by the server's own name
 
 
+def test_calls_from_several_threads_at_once(stdio: MCPServer) -> None:
+    add = _tool(stdio, "add")
+    results: dict[int, str] = {}
+    threads = [
+        threading.Thread(target=lambda n=n: results.update({n: add(compact({"a": n, "b": n}))})) for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {n: str(2 * n) for n in range(8)}
+
+
 def test_an_is_error_result_is_a_tool_error(stdio: MCPServer) -> None:
     with pytest.raises(ToolError, match="refused: no reason"):
         stdio.call("fail", {"reason": "no reason"})
