@@ -19,8 +19,9 @@ from hypothesis.extra.lark import from_lark
 from schema_instances import instances
 
 from tether.engine.gbnf import Grammar, llama_cpp_accepts, may_produce, nested_repeat_size
-from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, grammar_from_schema, shortest_text
+from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, grammar_from_schema
 from tether.engine.schema_example import example_from_schema
+from tether.engine.schema_json import shortest_text
 from tether.errors import SchemaError, ToolRegistrationError
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))

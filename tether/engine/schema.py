@@ -16,7 +16,6 @@ wider: a keyword that cannot be expressed (a lookahead in a `pattern`, `multiple
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -37,10 +36,11 @@ from tether.engine.gbnf import (
     check_llama_repetitions,
     nested_repeat_size,
 )
+from tether.engine.schema_json import DIGIT, SEP, SHARED, SHARED_NEEDS, SPACE, compact, digits_between, fit_length
 from tether.engine.schema_pattern import pattern_node
 from tether.errors import GrammarError, SchemaError
 
-__all__ = ["MAX_NESTED_REPEAT_SIZE", "grammar_from_schema", "shortest_text"]
+__all__ = ["MAX_NESTED_REPEAT_SIZE", "grammar_from_schema"]
 
 MAX_NESTED_REPEAT_SIZE = 100
 """Largest product of nested repetition bounds an input grammar may have (see `nested_repeat_size`):
@@ -55,58 +55,6 @@ _REFUSED_BY_TYPE = {
     "integer": ("multipleOf",),
 }
 _TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
-_DIGIT = CharClass((("0", "9"),))
-_SPACE = Alt((Lit(" "), Lit("")))  # one optional space after `:` and `,`
-_SEP = Seq((Lit(","), _SPACE))
-_HEX = CharClass((("0", "9"), ("A", "F"), ("a", "f")))
-_D = CharClass((("D", "D"), ("d", "d")))
-_LOW = CharClass((("C", "F"), ("c", "f")))  # the second hex digit of a low surrogate
-_UNIT = Alt(  # after \u: a code unit that is no surrogate, or a high surrogate then \u and its low one
-    (  # (JSON parsers such as pydantic's refuse a lone surrogate)
-        Seq((CharClass((("0", "9"), ("A", "C"), ("E", "F"), ("a", "c"), ("e", "f"))), _HEX, _HEX, _HEX)),
-        Seq((_D, CharClass((("0", "7"),)), _HEX, _HEX)),
-        Seq((_D, CharClass((("8", "9"), ("A", "B"), ("a", "b"))), _HEX, _HEX, Lit("\\u"), _D, _LOW, _HEX, _HEX)),
-    )
-)
-_ESCAPE = Alt((CharClass(tuple((c, c) for c in '"/\\bfnrt')), Seq((Lit("u"), _UNIT))))
-_CHAR = Alt(
-    (CharClass((("\x00", "\x1f"), ('"', '"'), ("\\", "\\"), ("\x7f", "\x7f")), negated=True), Seq((Lit("\\"), _ESCAPE)))
-)
-_SHARED: dict[str, Node] = {  # rules every grammar may use, added on first use
-    "jchar": _CHAR,
-    "jstring": Seq((Lit('"'), Repeat(Ref("jchar"), 0, None), Lit('"'))),
-    "jint": Seq((Alt((Lit("-"), Lit(""))), Alt((Lit("0"), Seq((CharClass((("1", "9"),)), Repeat(_DIGIT, 0, None))))))),
-    "jfrac": Alt((Seq((Lit("."), Repeat(_DIGIT, 1, None))), Lit(""))),
-    "jexp": Alt(
-        (
-            Seq((CharClass((("E", "E"), ("e", "e"))), Alt((Lit("+"), Lit("-"), Lit(""))), Repeat(_DIGIT, 1, None))),
-            Lit(""),
-        )
-    ),
-    "jnumber": Seq((Ref("jint"), Ref("jfrac"), Ref("jexp"))),
-    "jvalue": Alt(
-        (Ref("jobject"), Ref("jarray"), Ref("jstring"), Ref("jnumber"), Lit("true"), Lit("false"), Lit("null"))
-    ),
-    "jmember": Seq((Ref("jstring"), Lit(":"), _SPACE, Ref("jvalue"))),
-    "jobject": Seq(
-        (Lit("{"), Alt((Seq((Ref("jmember"), Repeat(Seq((_SEP, Ref("jmember"))), 0, None))), Lit(""))), Lit("}"))
-    ),
-    "jarray": Seq(
-        (Lit("["), Alt((Seq((Ref("jvalue"), Repeat(Seq((_SEP, Ref("jvalue"))), 0, None))), Lit(""))), Lit("]"))
-    ),
-}
-_SHARED_NEEDS = {
-    "jstring": ("jchar",),
-    "jnumber": ("jint", "jfrac", "jexp"),
-    "jvalue": ("jobject", "jarray", "jstring", "jnumber"),
-    "jmember": ("jstring", "jvalue"),
-    "jobject": ("jmember",),
-    "jarray": ("jvalue",),
-}
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class _Converter:
@@ -123,8 +71,8 @@ class _Converter:
 
     def shared(self, name: str) -> Ref:
         if name not in self.rules:
-            self.rules[name] = _SHARED[name]
-            for dep in _SHARED_NEEDS.get(name, ()):
+            self.rules[name] = SHARED[name]
+            for dep in SHARED_NEEDS.get(name, ()):
                 self.shared(dep)
         return Ref(name)
 
@@ -203,7 +151,7 @@ class _Converter:
 
     def literal(self, value: Any, plain: bool, path: str) -> Node:
         try:
-            text = value if plain and isinstance(value, str) else _compact(value)
+            text = value if plain and isinstance(value, str) else compact(value)
         except (TypeError, ValueError):
             raise self.fail(path, f"{value!r} is not a JSON value") from None
         if "\n" in text:
@@ -243,11 +191,9 @@ class _Converter:
             if extra is False:
                 return Lit("{}")
             value = self.shared("jvalue") if extra is True else self.visit(extra, at + "additionalProperties")
-            member = Seq((self.shared("jstring"), Lit(":"), _SPACE, value))
-            return Seq((Lit("{"), Alt((Seq((member, Repeat(Seq((_SEP, member)), 0, None))), Lit(""))), Lit("}")))
-        members = [
-            Seq((Lit(_compact(k) + ":"), _SPACE, self.visit(v, f"{at}properties.{k}"))) for k, v in props.items()
-        ]
+            member = Seq((self.shared("jstring"), Lit(":"), SPACE, value))
+            return Seq((Lit("{"), Alt((Seq((member, Repeat(Seq((SEP, member)), 0, None))), Lit(""))), Lit("}")))
+        members = [Seq((Lit(compact(k) + ":"), SPACE, self.visit(v, f"{at}properties.{k}"))) for k, v in props.items()]
         needed = [k in required for k in props]
         # after[-1]: the members from here on once one was written (each after a comma); first[-1]: before any
         after: list[Node] = [Lit("")]
@@ -256,7 +202,7 @@ class _Converter:
             rest = after[-1]
             if not isinstance(rest, (Lit, Ref)):
                 rest = self.rule(rest, at + "properties")
-            follow = Seq((_SEP, member))
+            follow = Seq((SEP, member))
             after.append(Seq((follow, rest)) if must else Seq((Alt((follow, Lit(""))), rest)))
             first.append(Seq((member, rest)) if must else Alt((Seq((member, rest)), first[-1])))
         return Seq((Lit("{"), first[-1], Lit("}")))
@@ -277,11 +223,11 @@ class _Converter:
             items = [self.visit(s, f"{at}prefixItems.{i}") for i, s in enumerate(prefix)]
             if not items:
                 return Lit("[]")
-            return Seq((Lit("["), items[0], *(Seq((_SEP, i)) for i in items[1:]), Lit("]")))
+            return Seq((Lit("["), items[0], *(Seq((SEP, i)) for i in items[1:]), Lit("]")))
         if hi is not None and hi < lo:
             raise self.fail(at + "maxItems", "maxItems below minItems admits no value")
         item = self.rule(self.visit(schema.get("items", True), at + "items"), at + "items")
-        more = Seq((_SEP, item))
+        more = Seq((SEP, item))
         if hi == 0:
             return Lit("[]")
         body: Node = Seq((item, Repeat(more, max(lo - 1, 0), None if hi is None else hi - 1)))
@@ -305,7 +251,7 @@ class _Converter:
                 raise self.fail(at + "pattern", "a pattern must be a string")
             body = pattern_node(schema["pattern"], json=not plain, path=at + "pattern")
             lo, hi = _whole(schema.get("minLength", 0)) or 0, schema.get("maxLength")  # the schema's own bounds
-            fitted = _within(body, lo, None if hi is None else min(int(hi), LLAMA_MAX_REPETITIONS))
+            fitted = fit_length(body, lo, None if hi is None else min(int(hi), LLAMA_MAX_REPETITIONS))
             if fitted is None:
                 raise self.fail(at + "pattern", "this pattern together with minLength/maxLength cannot be expressed")
             body = fitted
@@ -327,10 +273,10 @@ class _Converter:
         options: list[Node] = []
         if lo is None or lo < 0:  # the negative part, written as "-" and its magnitude
             options.append(
-                Seq((Lit("-"), _digits_between(max(1, -hi) if hi is not None else 1, None if lo is None else -lo)))
+                Seq((Lit("-"), digits_between(max(1, -hi) if hi is not None else 1, None if lo is None else -lo)))
             )
         if hi is None or hi >= 0:
-            options.append(_digits_between(max(0, lo) if lo is not None else 0, hi))
+            options.append(digits_between(max(0, lo) if lo is not None else 0, hi))
         return options[0] if len(options) == 1 else Alt(tuple(options))
 
     def number(self, schema: Mapping[str, Any], at: str) -> Node:
@@ -338,44 +284,16 @@ class _Converter:
             return self.shared("jnumber")
         if schema["minimum"] != 0 or isinstance(schema["minimum"], bool):
             raise self.fail(at + "minimum", "a minimum other than 0 on a number cannot be expressed")
-        digits = Alt((Lit("0"), Seq((CharClass((("1", "9"),)), Repeat(_DIGIT, 0, None)))))
+        digits = Alt((Lit("0"), Seq((CharClass((("1", "9"),)), Repeat(DIGIT, 0, None)))))
         return Seq((digits, self.shared("jfrac"), self.shared("jexp")))
 
 
-_MEANINGFUL = frozenset(  # the keywords that constrain a value (the rest are annotations, ignored)
-    [
-        "type",
-        "$ref",
-        "allOf",
-        "anyOf",
-        "oneOf",
-        "const",
-        "enum",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "prefixItems",
-        "minItems",
-        "maxItems",
-        "uniqueItems",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "minimum",
-        "maximum",
-        "exclusiveMinimum",
-        "exclusiveMaximum",
-        "multipleOf",
-        "patternProperties",
-        "propertyNames",
-        "minProperties",
-        "maxProperties",
-        "contains",
-        "minContains",
-        "maxContains",
-    ]
-).union(_REFUSED)
+_MEANINGFUL = frozenset(_REFUSED).union(  # the keywords that constrain a value (the rest are annotations, ignored)
+    ("type", "$ref", "allOf", "anyOf", "oneOf", "const", "enum", "properties", "required", "additionalProperties"),
+    ("items", "prefixItems", "minItems", "maxItems", "uniqueItems", "minLength", "maxLength", "pattern"),
+    ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "patternProperties"),
+    ("propertyNames", "minProperties", "maxProperties", "contains", "minContains", "maxContains"),
+)
 
 
 def _fits_the_rest(schema: Mapping[str, Any], value: Any) -> bool:
@@ -426,75 +344,6 @@ def _bound(schema: Mapping[str, Any], inclusive: str, exclusive: str, rounding: 
     return max(found) if step > 0 else min(found)
 
 
-def _digits_between(lo: int, hi: int | None) -> Node:
-    """The decimal numerals (no leading zeros) of lo..hi (hi None: no bound), 0 <= lo."""
-    if hi is None:  # lo..(all numerals of lo's length), then any longer numeral
-        width = len(str(lo))
-        longer = Seq((CharClass((("1", "9"),)), *[_DIGIT] * width, Repeat(_DIGIT, 0, None)))
-        return Alt((_digits_between(lo, 10**width - 1), longer))
-    options: list[Node] = []
-    for width in range(len(str(lo)), len(str(hi)) + 1):
-        a, b = max(lo, 10 ** (width - 1) if width > 1 else 0), min(hi, 10**width - 1)
-        if a <= b:
-            options.append(_same_width(str(a), str(b)))
-    return options[0] if len(options) == 1 else Alt(tuple(options))
-
-
-def _same_width(a: str, b: str) -> Node:
-    """The numerals from a to b, both of the same width, digit by digit (as llama.cpp does)."""
-    if a == b:
-        return Lit(a)
-    if a[0] == b[0]:
-        return Seq((Lit(a[0]), _same_width(a[1:], b[1:])))
-    rest = len(a) - 1
-    if a[1:] == "0" * rest and b[1:] == "9" * rest:
-        return Seq((CharClass(((a[0], b[0]),)), *[_DIGIT] * rest))
-    options: list[Node] = [Seq((Lit(a[0]), _same_width(a[1:], "9" * rest)))]
-    if ord(b[0]) - ord(a[0]) > 1:
-        options.append(Seq((CharClass(((chr(ord(a[0]) + 1), chr(ord(b[0]) - 1)),)), *[_DIGIT] * rest)))
-    options.append(Seq((Lit(b[0]), _same_width("0" * rest, b[1:]))))
-    return Alt(tuple(options))
-
-
-def _within(node: Node, lo: int, hi: int | None) -> Node | None:
-    """The pattern's node narrowed to texts of lo..hi characters, or None where that takes more than
-    narrowing its one variable-length repetition of one character (`[a-z]+` in `^[A-Z][a-z]+$`)."""
-    shortest, longest = _lengths(node)
-    if shortest >= lo and (hi is None or (longest is not None and longest <= hi)):
-        return node
-    items = list(node.items) if isinstance(node, Seq) else [node]
-    while any(isinstance(i, Seq) for i in items):
-        items = [part for i in items for part in (i.items if isinstance(i, Seq) else (i,))]
-    varying = [k for k, i in enumerate(items) if _lengths(i)[0] != _lengths(i)[1]]
-    if len(varying) != 1 or not isinstance(repeat := items[varying[0]], Repeat) or _lengths(repeat.item) != (1, 1):
-        return None
-    fixed = sum(_lengths(i)[0] for k, i in enumerate(items) if k != varying[0])
-    low = max(repeat.min, lo - fixed)
-    high = repeat.max if hi is None else hi - fixed if repeat.max is None else min(repeat.max, hi - fixed)
-    if high is not None and high < low:
-        return None
-    items[varying[0]] = Repeat(repeat.item, low, high)
-    return Seq(tuple(items))
-
-
-def _lengths(node: Node) -> tuple[int, int | None]:
-    """The fewest and most characters a pattern's node stands for (most None: unbounded); each of its
-    literals is one character, however it is written (`\\"` inside a JSON string)."""
-    match node:
-        case Seq(items):
-            spans = [_lengths(i) for i in items]
-            tops = [b for _, b in spans]
-            return sum(a for a, _ in spans), None if None in tops else sum(b for b in tops if b is not None)
-        case Alt(options):
-            spans = [_lengths(o) for o in options]
-            tops = [b for _, b in spans]
-            return min(a for a, _ in spans), None if None in tops else max(b for b in tops if b is not None)
-        case Repeat(item, lo, hi):
-            a, b = _lengths(item)
-            return a * lo, None if hi is None or b is None else b * hi
-    return 1, 1  # one character
-
-
 def grammar_from_schema(schema: Mapping[str, Any] | bool, *, where: str = "input", plain: bool = False) -> Grammar:
     """The grammar (start rule `root`) of one line of compact JSON holding a value valid under `schema`.
 
@@ -536,40 +385,3 @@ def _nesting(grammar: Grammar, start: str) -> int:
             case Repeat(item, _, _):
                 todo.append(item)
     return nested_repeat_size(Grammar({r: grammar.rules[r] for r in reached}, start))[0]
-
-
-def shortest_text(grammar: Grammar) -> str:
-    """A shortest text of the language (the grammar's first choice among equals), for examples."""
-    best: dict[str, str] = {}
-
-    def text(node: Node) -> str | None:
-        match node:
-            case Lit(value):
-                return value
-            case CharClass(ranges, negated):
-                if not negated:
-                    return ranges[0][0]
-                return next(
-                    c for c in "a0 x_" + "".join(map(chr, range(0x21, 0x7F))) if not any(a <= c <= b for a, b in ranges)
-                )
-            case Ref(name):
-                return best.get(name)
-            case Seq(items):
-                parts = [text(i) for i in items]
-                return None if None in parts else "".join(p for p in parts if p is not None)
-            case Alt(options):
-                found = [t for t in map(text, options) if t is not None]
-                return min(found, key=len) if found else None
-            case Repeat(item, lo, _):
-                one = text(item) if lo else ""
-                return None if one is None else one * lo
-        return "a"
-
-    changed = True
-    while changed:
-        changed = False
-        for name, node in grammar.rules.items():
-            found = text(node)
-            if found is not None and (name not in best or len(found) < len(best[name])):
-                best[name], changed = found, True
-    return best[grammar.start]

@@ -17,7 +17,8 @@ from typing import Any
 import lark
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
-from tether.engine.schema import grammar_from_schema, shortest_text
+from tether.engine.schema import grammar_from_schema
+from tether.engine.schema_json import shortest_text
 
 __all__ = ["example_from_schema"]
 
