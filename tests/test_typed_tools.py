@@ -24,6 +24,7 @@ from tether.engine.gbnf import llama_cpp_accepts, may_produce, nested_repeat_siz
 from tether.engine.schema import MAX_NESTED_REPEAT_SIZE
 from tether.engine.typed import TypedText
 from tether.errors import SchemaError, ToolInputError, ToolRegistrationError
+from tether.testing import actions
 from tether.tools import default_tools
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
@@ -374,3 +375,15 @@ def test_safe_tool_name_makes_any_name_fit(name: str) -> None:
     if name == "ok.name":
         assert safe == name
     assert safe_tool_name("x" * 80) != safe_tool_name("x" * 79 + "y")
+
+
+@SETTINGS
+@given(data=st.data())
+def test_tether_testing_draws_steps_whose_typed_inputs_validate(data: st.DataObject) -> None:
+    person = Tool(name="person", description="A person.", func=repr, input_type=Person)
+    tools = [person, Tool.from_schema("weather.get", "The forecast.", WEATHER, lambda d: "ok")]
+    grammar = compose_step_grammar(tools)
+    action = data.draw(actions(grammar, max_repeat=3))
+    assert grammar.parse(action.to_text()) == action
+    if not action.is_answer:
+        next(t for t in tools if t.name == action.command).validate_input(action.input)
