@@ -30,7 +30,8 @@ def instances(schema: Any, root: Any = None, depth: int = 0) -> st.SearchStrateg
         return instances(_resolve(schema["$ref"], root), root, depth + 1)
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            return st.one_of([instances(option, root, depth + 1) for option in schema[key]])
+            kind = {"type": schema["type"]} if "type" in schema else {}
+            return st.one_of([instances({**kind, **option}, root, depth + 1) for option in schema[key]])
     if "allOf" in schema:
         return instances(schema["allOf"][0], root, depth + 1)
     kind = schema.get("type", "object" if "properties" in schema else None)

@@ -73,6 +73,7 @@ SHAPES: dict[str, dict[str, Any]] = {
     "type list": {"type": ["string", "integer"]},
     "one of": {"oneOf": [{"type": "boolean"}, {"type": "string", "maxLength": 3}]},
     "all of one": {"allOf": [PET]},
+    "typed any of": {"type": "integer", "anyOf": [{"minimum": 10, "maximum": 12}, {"enum": [0, "zero"]}]},
     "refs": {"$defs": {"Pet": PET}, "type": "array", "items": {"$ref": "#/$defs/Pet"}, "maxItems": 2},
     "recursive": {
         "$defs": {
@@ -194,6 +195,8 @@ def test_patterns_mean_what_the_regex_means(pattern: str, data: st.DataObject) -
         ("recursive", '{"kids":[]}'),
         ("refs", '[{"name":"a","kind":"cow"}]'),
         ("optional", '"1"'),
+        ("typed any of", '"zero"'),
+        ("typed any of", "13"),
     ],
 )
 def test_near_misses_are_refused(name: str, text: str) -> None:

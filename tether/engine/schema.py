@@ -146,6 +146,8 @@ class _Converter:
             if len(parts) != 1:
                 raise self.fail(at + key, "allOf of more than one schema cannot be expressed in a grammar")
             return self.visit(parts[0], f"{at}allOf.0")
+        if "type" in schema:  # each option holds the type as well (both apply)
+            parts = [{"type": schema["type"], **p} if isinstance(p, Mapping) and "type" not in p else p for p in parts]
         options = tuple(dict.fromkeys(self.visit(p, f"{at}{key}.{i}") for i, p in enumerate(parts)))
         return options[0] if len(options) == 1 else Alt(options)
 
@@ -163,7 +165,8 @@ class _Converter:
             raise self.fail(at + "type", f"unknown type {kind!r} (use {', '.join(_TYPES)})")
         for key in _REFUSED_BY_TYPE.get(kind, ()):
             if key in schema:
-                raise self.fail(at + key, f"{key!r} on a{'n' if kind == 'integer' else ''} {kind} cannot be expressed")
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise self.fail(at + key, f"{key!r} on {article} {kind} cannot be expressed in a grammar")
         if kind is None:
             return self.shared("jvalue")
         if kind == "object":
