@@ -86,6 +86,8 @@ def test_the_description_lists_the_arguments_on_one_line() -> None:
         ("math.factorial: {}\n", ("math.factorial", "{}")),
         ("Thought: x\nI will call: nothing\nanswer: 5\n", ("answer", "5")),
         ("Thought: x: y\n", None),
+        ("Thought: x\n<command>: math.factorial: {}\n", ("<command>", "math.factorial: {}")),
+        ("The area: 50\n", None),
         ("calculate_triangle_area(base=10)\n", None),
     ],
 )
@@ -119,6 +121,7 @@ def test_a_valid_but_wrong_call_carries_bfcls_error_type() -> None:
         ("Thought: t\nanswer: 50\n", "no_call"),
         ("Thought: I should compute the area.\n", "no_call"),
         ('Thought: t\narea: {"base": 10, "height": 5}\n', "unknown_function"),
+        ('Thought: t\n<command>: calculate_triangle_area: {"base": 10, "height": 5}\n', "unknown_function"),
         ("Thought: t\ncalculate_triangle_area: base=10, height=5\n", "not_json"),
         ('Thought: t\ncalculate_triangle_area: {"base": 10, "height": 5} done\n', "not_json"),
         ('Thought: t\ncalculate_triangle_area: {"base": "10", "height": 5}\n', "schema_invalid"),

@@ -58,7 +58,7 @@ _KEPT = (
     "description", "enum", "default", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "minItems", "maxItems", "minLength", "maxLength", "pattern",
 )  # fmt: skip
-_ACTION = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*:\s?(.*)")
+_ACTION = re.compile(r"\s*([^\s:]+)\s*:\s?(.*)")  # any word before a colon: `<command>: ...` is a wrong command
 
 
 def json_schema(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +165,9 @@ def first_step_trace(agent: Agent, question: str) -> Trace:
 
 
 def first_action(text: str) -> tuple[str, str] | None:
-    """The first `command: input` line of a step's text that is not its Thought line, or None."""
+    """The first `command: input` line of a step's text that is not its Thought line, or None. The
+    command is whatever word comes before the colon, so a line that echoes the prompt's template
+    (`<command>: math.factorial: {...}`) is a call of an unknown function, as the validator reads it."""
     for line in text.splitlines():
         found = _ACTION.fullmatch(line)
         if found and found.group(1).lower() != "thought":
