@@ -1,12 +1,16 @@
-"""Agent throughput against a local llama_cpp.server at several concurrencies, side by side in one run.
+"""Agent throughput through llama.cpp's llama-server and llama_cpp.server, side by side in one run.
 
-    python benchmarks/bench_server.py [--model smollm2-135m] [--concurrency 1,2,4] [--questions 8]
+    flock /tmp/tether-model.lock python benchmarks/bench_server.py \\
+        [--models smollm2-135m,qwen2.5-coder-0.5b] [--concurrency 1,2,4,8] [--questions 12]
 
-Starts `python -m llama_cpp.server` on 127.0.0.1 (the `server` extra), runs the same arithmetic
-questions through it with `Agent.arun` at each concurrency, and reports questions per minute and the
-speedup over concurrency 1. llama_cpp.server decodes one request at a time (one model, one lock), so
-extra concurrency only overlaps the client's work (prompt rendering, validation, tools) with decoding.
-Prints a table and writes JSON to benchmarks/results/server.json.
+For each model: llama-server (built by `tether server build`) started afresh at each concurrency N
+with `--parallel N` (N slots, continuous batching, per-slot prompt cache), then `python -m
+llama_cpp.server` (one request at a time), both through tether.engine.backends.local_server; the
+same arithmetic questions run with `Agent.arun`, N at a time. Reported per row: questions per
+minute, mean latency, the speedup over concurrency 1 on the same server, and the prompt tokens the
+server evaluated per step (the rest came from its cache), next to the same questions run in-process
+(LlamaCppBackend, which keeps the previous step's KV cache). Prints a table and writes JSON to
+benchmarks/results/server.json. Run it alone: two model processes on 2 cores slow each other ~10x.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import asyncio
 import json
 import os
 import platform
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tether import Agent, Limits
-from tether.engine.backends.local_server import llama_cpp_server
+from tether import Agent, Limits, Trace
+from tether import llama_server as builds
+from tether.engine.backends.local_server import llama_cpp_server, llama_server
 from tether.engine.backends.openai_server import OpenAIServerBackend
-from tether.models import resolve_model
+from tether.models import load_backend, resolve_model
 from tether.tools import resolve_tools
 
 RESULTS = Path(__file__).parent / "results" / "server.json"
@@ -41,75 +49,129 @@ QUESTIONS = [
     "How many seconds are in 2 hours?",
     "What is 250 - 75 * 2?",
 ]
+LIMITS = Limits(max_steps=6, time_limit_s=3600.0)
+SERVERS = ("llama-server", "llama_cpp.server")
 
 
-async def _run_all(agent: Agent, questions: list[str], concurrency: int) -> list[float]:
+def _agent(backend: Any) -> Agent:
+    return Agent(backend, resolve_tools(["calculate"]), limits=LIMITS)
+
+
+async def _run_all(agent: Agent, questions: list[str], concurrency: int) -> list[tuple[Trace, float]]:
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(question: str) -> float:
+    async def one(question: str) -> tuple[Trace, float]:
         async with gate:
             began = time.perf_counter()
-            await agent.arun(question)
-            return time.perf_counter() - began
+            trace = await agent.arun(question)
+            return trace, time.perf_counter() - began
 
     return await asyncio.gather(*(one(q) for q in questions))
 
 
-def bench(url: str, questions: list[str], levels: list[int]) -> list[dict[str, Any]]:
-    agent = Agent(OpenAIServerBackend(url, timeout_s=300.0), resolve_tools(["calculate"]), limits=Limits(max_steps=6))
-    asyncio.run(_run_all(agent, questions[:2], 1))  # warm the server's cache with the shared prompt prefix
-    rows = []
-    for level in levels:
-        began = time.perf_counter()
-        latencies = asyncio.run(_run_all(agent, questions, level))
-        wall = time.perf_counter() - began
-        rows.append(
-            {
-                "concurrency": level,
-                "questions": len(questions),
-                "wall_s": wall,
-                "questions_per_min": 60 * len(questions) / wall,
-                "mean_latency_s": sum(latencies) / len(latencies),
-            }
-        )
-    base = rows[0]["questions_per_min"]
+def _per_step(traces: list[Trace]) -> dict[str, float]:
+    steps = [s for t in traces for s in t.steps]
+    later = [s for t in traces for s in t.steps[1:]]  # the first step of a run shares only the instructions
+    n = max(1, len(steps))
+    return {
+        "steps": len(steps),
+        "prompt_tokens_per_step": sum(s.tokens.prompt for s in steps) / n,
+        "evaluated_per_step": sum(s.tokens.prompt_evaluated for s in steps) / n,
+        "evaluated_per_later_step": sum(s.tokens.prompt_evaluated for s in later) / max(1, len(later)),
+    }
+
+
+def measure(url: str, questions: list[str], level: int) -> dict[str, Any]:
+    agent = _agent(OpenAIServerBackend(url, timeout_s=3600.0))
+    asyncio.run(_run_all(agent, questions[:1], 1))  # load, warm up, cache the shared instructions
+    began = time.perf_counter()
+    done = asyncio.run(_run_all(agent, questions, level))
+    wall = time.perf_counter() - began
+    traces = [trace for trace, _ in done]
+    return {
+        "concurrency": level,
+        "questions": len(questions),
+        "wall_s": wall,
+        "questions_per_min": 60 * len(questions) / wall,
+        "mean_latency_s": sum(latency for _, latency in done) / len(done),
+        "answers": [t.answer for t in traces],
+        **_per_step(traces),
+    }
+
+
+@contextmanager
+def _serving(server: str, model: Path, level: int, threads: int, log: Path) -> Iterator[str]:
+    if server == "llama-server":
+        with llama_server(builds.binary(), model, parallel=level, threads=threads, log=log) as running:
+            yield running.url
+    else:
+        with llama_cpp_server(model, threads=threads, log=log) as url:
+            yield url
+
+
+def bench_model(name: str, questions: list[str], levels: list[int], threads: int) -> dict[str, Any]:
+    model = resolve_model(name)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as logs:
+        for server in SERVERS:
+            for level in levels:
+                log = Path(logs) / f"{server}-{level}.log"
+                with _serving(server, model, level, threads, log) as url:
+                    row = {"model": name, "server": server, **measure(url, questions, level)}
+                rows.append(row)
+                print(_line(row), flush=True)
     for row in rows:
-        row["speedup"] = row["questions_per_min"] / base
-    return rows
+        base = next(r for r in rows if r["server"] == row["server"] and r["concurrency"] == levels[0])
+        row["speedup"] = row["questions_per_min"] / base["questions_per_min"]
+    backend = load_backend(name)
+    began = time.perf_counter()
+    traces = [_agent(backend).run(q) for q in questions]
+    in_process = {"questions_per_min": 60 * len(questions) / (time.perf_counter() - began), **_per_step(traces)}
+    del backend
+    return {"rows": rows, "in_process": in_process}
+
+
+HEADER = f"{'model':<20}{'server':<18}{'conc':>5}{'q/min':>8}{'latency s':>10}{'speedup':>9}{'eval tok/step':>14}"
+
+
+def _line(r: dict[str, Any]) -> str:
+    speedup = f"{r['speedup']:>9.2f}" if "speedup" in r else f"{'':>9}"
+    return (
+        f"{r['model']:<20}{r['server']:<18}{r['concurrency']:>5}{r['questions_per_min']:>8.1f}"
+        f"{r['mean_latency_s']:>10.1f}{speedup}{r['evaluated_per_step']:>14.1f}"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--concurrency", default="1,2,4")
-    parser.add_argument("--questions", type=int, default=8)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b")
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     levels = [int(n) for n in args.concurrency.split(",")]
-    with llama_cpp_server(resolve_model(args.model), threads=args.threads) as url:
-        rows = bench(url, QUESTIONS[: args.questions], levels)
-    print(f"\n{'concurrency':>11}{'questions':>10}{'wall s':>9}{'q/min':>8}{'mean latency s':>16}{'speedup':>9}")
-    for r in rows:
+    questions = QUESTIONS[: args.questions]
+    print(HEADER, flush=True)
+    results = {name: bench_model(name, questions, levels, args.threads) for name in args.models.split(",")}
+    print(f"\n{HEADER}")
+    for name, result in results.items():
+        for row in result["rows"]:
+            print(_line(row))
+        ip = result["in_process"]
         print(
-            f"{r['concurrency']:>11}{r['questions']:>10}{r['wall_s']:>9.1f}{r['questions_per_min']:>8.1f}"
-            f"{r['mean_latency_s']:>16.1f}{r['speedup']:>9.2f}"
+            f"{name:<20}{'in-process':<18}{1:>5}{ip['questions_per_min']:>8.1f}{'':>19}{ip['evaluated_per_step']:>14.1f}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "model": args.model,
-                "threads": args.threads,
-                "cpus": os.cpu_count(),
-                "rows": rows,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    report = {
+        "models": results,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
+        "llama_cpp_python": builds.cache_dir().name,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
