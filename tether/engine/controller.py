@@ -132,8 +132,12 @@ class Agent:
             raise ConfigError("pass output_type or answer_type, not both: output_type narrows the answer itself")
         self.output_type = output_type
         try:
-            self.output: TypedText | None = None if output_type is None else TypedText(output_type, where="output")
-            value = None if self.output is None else self.output.grammar  # None for a plain str: the text grammar
+            self.typed_output: TypedText | None = (
+                None if output_type is None else TypedText(output_type, where="output")
+            )
+            value = (
+                None if self.typed_output is None else self.typed_output.grammar
+            )  # None for a plain str: the text grammar
         except SchemaError as exc:
             raise SchemaError(f"output_type {output_type!r}: {exc}", path=exc.path) from None
         self.answer_grammar = None if value is None else typed_answer_grammar(value)
@@ -308,7 +312,7 @@ class _Run:
             deadline=self.deadline,
             style=agent.prompt_style,
             answer=agent.answer_grammar,
-            answer_format=None if agent.output is None else agent.output.describe(),
+            answer_format=None if agent.typed_output is None else agent.typed_output.describe(),
         )
         step = result.step
         self.trace.steps.append(step)
@@ -329,9 +333,9 @@ class _Run:
     def _answered(self, action: Action) -> None:
         """The run's answer, and with an output type, its value (None where it does not validate)."""
         self.trace.answer = action.input.strip()
-        if self.agent.output is not None:
+        if self.agent.typed_output is not None:
             try:
-                self.trace.output = self.agent.output.parse(self.trace.answer)
+                self.trace.output = self.agent.typed_output.parse(self.trace.answer)
             except ValidationError:
                 self.trace.output = None
 
