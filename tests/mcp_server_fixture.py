@@ -1,15 +1,18 @@
 """A real MCP server for tests/test_mcp.py, written with the SDK's server API (mcp 2.x `MCPServer`).
 
 `python tests/mcp_server_fixture.py` serves over stdio; `... --http PORT` over streamable HTTP on
-127.0.0.1:PORT/mcp; `... --unsupported` adds a tool whose schema has no grammar (uniqueItems);
-`... --crash` fails to start. Its tools cover the schema shapes tether derives grammars from (integers, an
-enum, a nested object, optional keys, a list), and the failures a client must survive: a tool that
-reports an error (isError), one that hangs, and one that ends the server mid-call.
+127.0.0.1:PORT/mcp. `--unsupported` adds a tool whose schema has no grammar (uniqueItems), `--crash`
+fails to start, `--stubborn` ignores SIGTERM and will not exit when its stdin closes. Its tools cover
+the schema shapes tether derives grammars from (integers, an enum, a nested object, optional keys, a
+list), and the failures a client must survive: a tool that reports an error (isError), one that
+hangs, and one that ends the server mid-call.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
 import sys
 import time
 from typing import Literal
@@ -96,6 +99,10 @@ def tags(names: set[str]) -> str:
 
 
 if __name__ == "__main__":
+    if "--stubborn" in sys.argv:
+        sys.argv.remove("--stubborn")
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        atexit.register(time.sleep, 60)
     if "--unsupported" in sys.argv:
         sys.argv.remove("--unsupported")
         server.tool()(tags)

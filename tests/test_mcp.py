@@ -269,6 +269,14 @@ def test_close_stops_the_server() -> None:
     assert not _alive(pid)
 
 
+def test_close_kills_a_server_that_ignores_its_stdin_and_sigterm() -> None:
+    server = MCPServer([*COMMAND, "--stubborn"])
+    pid = int(server.call("pid", {}))
+    began = time.monotonic()
+    server.close()  # stdin closed, 2 s, SIGTERM (ignored), 2 s, SIGKILL
+    assert not _alive(pid) and time.monotonic() - began < 10
+
+
 # ---------------------------------------------------------------- streamable HTTP
 
 

@@ -26,7 +26,7 @@ import re
 import shlex
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
@@ -63,13 +63,12 @@ class MCPServer:
     or call `close()` (a stdio server is stopped, killed if it will not exit).
 
     Each tool calls the server's tool of the same name (`names` maps a tool's tether name to it: a name
-    tether refuses, e.g. one with a space, is made to fit by `safe_tool_name`) and gives up after
-    `timeout_s`. A tool whose
-    schema tether cannot express is refused (ToolRegistrationError naming the tool and the field), or,
-    with `skip_unsupported`, left out and its reason kept in `skipped`. `prefix` goes before every tool
-    name (e.g. "fs_"), for two servers with tools of the same name. `env` adds environment variables
-    for a stdio server (it inherits only HOME, PATH, SHELL, TERM, USER and LOGNAME otherwise, as the
-    SDK decides), `cwd` is its working directory.
+    tether refuses, e.g. `2x`, is made to fit by `safe_tool_name`) and gives up after `timeout_s`. A
+    tool whose schema tether cannot express is refused (ToolRegistrationError naming the tool and the
+    field), or, with `skip_unsupported`, left out and its reason kept in `skipped`. `prefix` goes before
+    every tool name (e.g. "fs_"), for two servers with tools of the same name. `env` adds environment
+    variables for a stdio server (it inherits only HOME, PATH, SHELL, TERM, USER and LOGNAME otherwise,
+    as the SDK decides), `cwd` is its working directory.
     """
 
     def __init__(
@@ -111,6 +110,9 @@ class MCPServer:
             problem = f"did not answer within {connect_timeout_s:g}s"
         except Exception as exc:
             problem = f"failed to start: {_reason(exc)}"
+        except BaseException:  # Ctrl-C while connecting
+            self.close()
+            raise
         else:
             problem = ""
         if problem:
@@ -187,7 +189,7 @@ class MCPServer:
             tools.append(tool)
         self.tools = tuple(tools)
 
-    def _caller(self, name: str) -> Any:
+    def _caller(self, name: str) -> Callable[[dict[str, Any]], str]:
         def call(arguments: dict[str, Any]) -> str:
             return self.call(name, arguments)
 
@@ -219,7 +221,8 @@ class MCPServer:
         client = self._client
         if client is None:
             raise ToolError(f"{name} failed: the connection to MCP server {self.target!r} is closed")
-        result = await client.call_tool(name, arguments, read_timeout_seconds=self.timeout_s)
+        # the SDK's own limit only backs ours up: past ours the call is cancelled and reads as a ToolTimeout
+        result = await client.call_tool(name, arguments, read_timeout_seconds=self.timeout_s + 1.0)
         text = _result_text(result)
         if result.is_error:
             raise ToolError(text or f"{name} failed (the server gave no reason)")
@@ -346,8 +349,10 @@ def _result_text(result: mcp_types.CallToolResult) -> str:
 def _reason(exc: BaseException) -> str:
     """What went wrong, on one line: the first leaf of an exception group, with its type if its
     message is not enough."""
-    while isinstance(getattr(exc, "exceptions", None), (list, tuple)) and exc.exceptions:  # type: ignore[attr-defined]
-        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    leaves = getattr(exc, "exceptions", None)
+    while isinstance(leaves, tuple) and leaves and isinstance(leaves[0], BaseException):
+        exc = leaves[0]
+        leaves = getattr(exc, "exceptions", None)
     if isinstance(exc, MCPError):
         if exc.code == mcp_types.CONNECTION_CLOSED:
             return "the server closed the connection"
