@@ -1,28 +1,11 @@
-"""Tools from MCP servers: connect with the official `mcp` SDK (a stdio command or a streamable HTTP
-URL), list the server's tools, and make each a tether Tool whose input grammar comes from its
-`inputSchema` (a one-line JSON object, validated against the schema before the call).
-
-    with MCPServer("python server.py") as server:
-        agent = Agent(backend, tools=[*server.tools, calculate])
-
-The SDK is async and tether calls tools synchronously from a worker thread, under the tool's time
-limit. So each connection owns one background thread running its own event loop, in which the
-SDK's client session is entered and exited; a tool call submits `call_tool` to that loop and waits
-for it under the time limit (cancelling it past the limit). What the server answers is data: an
-`isError` result, a server that died or closed the connection, a protocol error, all become a
-ToolError, which the controller makes the step's observation, and a hang a ToolTimeout. A server
-that cannot be started, reached, or listed is a ConfigError naming it.
-
-Needs the `mcp` extra: `pip install 'tether[mcp]'`.
-"""
+"""One connection to an MCP server: the thread and event loop that own its session, its tools, a
+call under the time limit, and closing it (see the package docstring)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
-import re
 import shlex
 import tempfile
 import threading
@@ -31,27 +14,22 @@ from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
+import mcp_types
+from mcp import Client
+from mcp.client.stdio import stdio_client
+from mcp.shared.exceptions import MCPError
+
 from tether.engine.tool import Tool, safe_tool_name
 from tether.errors import ConfigError, ToolError, ToolRegistrationError, ToolTimeout
+from tether.mcp._convert import describe, list_tools, reason, result_text, stdio_params
 from tether.text import one_line
 
-try:
-    import mcp_types
-    from mcp import Client, StdioServerParameters
-    from mcp.client.stdio import stdio_client
-    from mcp.shared.exceptions import MCPError
-except ImportError as exc:  # pragma: no cover - the extra is part of dev
-    raise ImportError("tether.mcp needs the mcp extra: pip install 'tether[mcp]'") from exc
-
-__all__ = ["MCPServer", "mcp_tools"]
+__all__ = ["CLOSE_TIMEOUT_S", "MCPServer", "mcp_tools"]
 
 CLOSE_TIMEOUT_S = 15.0
 """How long `close` waits for the session to end; the SDK's own stdio shutdown closes the server's
 stdin, waits 2 s, then SIGTERMs its process group and SIGKILLs it 2 s later, so this is never reached
 but by a loop that is stuck."""
-
-_DESCRIPTION_LIMIT = 200
-_MAX_PAGES = 100  # a tools/list whose cursors never end cannot hang the connection
 
 
 class MCPServer:
@@ -82,7 +60,7 @@ class MCPServer:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> None:
-        self._params = _stdio_params(server, env, cwd)
+        self._params = stdio_params(server, env, cwd)
         self.target = server if isinstance(server, str) else shlex.join(server)
         if not timeout_s > 0 or not connect_timeout_s > 0:
             raise ConfigError(f"MCP server {self.target!r}: timeouts must be positive")
@@ -109,7 +87,7 @@ class MCPServer:
         except concurrent.futures.TimeoutError:
             problem = f"did not answer within {connect_timeout_s:g}s"
         except Exception as exc:
-            problem = f"failed to start: {_reason(exc)}"
+            problem = f"failed to start: {reason(exc)}"
         except BaseException:  # Ctrl-C while connecting
             self.close()
             raise
@@ -152,7 +130,7 @@ class MCPServer:
         session entered and exited by one task)."""
         try:
             async with self._client_for() as client:
-                listing = await _list_tools(client)
+                listing = await list_tools(client)
                 self._client = client
                 self._listed.set_result(listing)
                 await self._stop.wait()
@@ -177,7 +155,7 @@ class MCPServer:
                 )
             try:
                 tool = Tool.from_schema(
-                    name, _description(spec, self.target), spec.input_schema, self._caller(spec.name),
+                    name, describe(spec, self.target), spec.input_schema, self._caller(spec.name),
                     timeout_s=self.timeout_s,
                 )  # fmt: skip
             except ToolRegistrationError as exc:
@@ -215,7 +193,7 @@ class MCPServer:
             raise
         except Exception as exc:
             dead = isinstance(exc, MCPError) and exc.code == mcp_types.CONNECTION_CLOSED
-            raise ToolError(f"{name} failed: {_reason(exc)}{self._stderr_tail() if dead else ''}") from None
+            raise ToolError(f"{name} failed: {reason(exc)}{self._stderr_tail() if dead else ''}") from None
 
     async def _call(self, name: str, arguments: dict[str, Any]) -> str:
         client = self._client
@@ -223,7 +201,7 @@ class MCPServer:
             raise ToolError(f"{name} failed: the connection to MCP server {self.target!r} is closed")
         # the SDK's own limit only backs ours up: past ours the call is cancelled and reads as a ToolTimeout
         result = await client.call_tool(name, arguments, read_timeout_seconds=self.timeout_s + 1.0)
-        text = _result_text(result)
+        text = result_text(result)
         if result.is_error:
             raise ToolError(text or f"{name} failed (the server gave no reason)")
         return text
@@ -286,76 +264,3 @@ def mcp_tools(server: str | Sequence[str], **options: Any) -> Iterator[list[Tool
     """
     with MCPServer(server, **options) as connection:
         yield list(connection.tools)
-
-
-def _stdio_params(
-    server: str | Sequence[str], env: Mapping[str, str] | None, cwd: str | None
-) -> StdioServerParameters | None:
-    """The stdio command to start, or None for a streamable HTTP URL."""
-    if isinstance(server, str):
-        if re.match(r"https?://", server.strip(), re.IGNORECASE):
-            if env is not None or cwd is not None:
-                raise ConfigError(f"MCP server {server!r}: env and cwd are for a stdio command, not a URL")
-            return None
-        try:
-            argv = shlex.split(server)
-        except ValueError as exc:
-            raise ConfigError(f"MCP server command {server!r} does not parse: {exc}") from None
-    else:
-        argv = list(server)
-    if not argv or not argv[0]:
-        raise ConfigError(f"MCP server command {server!r} is empty")
-    return StdioServerParameters(command=argv[0], args=argv[1:], env=dict(env) if env else None, cwd=cwd)
-
-
-async def _list_tools(client: Client) -> list[mcp_types.Tool]:
-    tools: list[mcp_types.Tool] = []
-    cursor: str | None = None
-    for _ in range(_MAX_PAGES):
-        page = await client.list_tools(cursor=cursor)
-        tools.extend(page.tools)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    return tools
-
-
-def _description(spec: mcp_types.Tool, target: str) -> str:
-    """One line for the prompt: the tool's description's first line, else its title."""
-    for text in (spec.description, spec.title):
-        lines = [line for line in (text or "").splitlines() if line.strip()]
-        if lines:
-            return one_line(lines[0], _DESCRIPTION_LIMIT)
-    return f"the {spec.name} tool of MCP server {one_line(target, 80)}"
-
-
-def _result_text(result: mcp_types.CallToolResult) -> str:
-    """The result as text: its text items joined, other items named, or its structured content."""
-    parts: list[str] = []
-    for item in result.content:
-        if isinstance(item, mcp_types.TextContent):
-            parts.append(item.text)
-        elif isinstance(item, mcp_types.EmbeddedResource) and isinstance(item.resource, mcp_types.TextResourceContents):
-            parts.append(item.resource.text)
-        elif isinstance(item, mcp_types.ResourceLink):
-            parts.append(f"[resource {item.uri}]")
-        else:
-            parts.append(f"[{item.type}]")
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    return "\n".join(parts)
-
-
-def _reason(exc: BaseException) -> str:
-    """What went wrong, on one line: the first leaf of an exception group, with its type if its
-    message is not enough."""
-    leaves = getattr(exc, "exceptions", None)
-    while isinstance(leaves, tuple) and leaves and isinstance(leaves[0], BaseException):
-        exc = leaves[0]
-        leaves = getattr(exc, "exceptions", None)
-    if isinstance(exc, MCPError):
-        if exc.code == mcp_types.CONNECTION_CLOSED:
-            return "the server closed the connection"
-        return f"the server answered error {exc.code}: {one_line(exc.message, 300)}"
-    message = one_line(str(exc), 300)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
