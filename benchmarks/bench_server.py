@@ -23,6 +23,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,8 @@ def _agent(backend: Any) -> Agent:
 
 
 async def _run_all(agent: Agent, questions: list[str], concurrency: int) -> list[tuple[Trace, float]]:
+    # Agent.arun runs in the loop's default executor: min(32, CPUs + 4) threads, 6 here, fewer than 8
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=concurrency))
     gate = asyncio.Semaphore(concurrency)
 
     async def one(question: str) -> tuple[Trace, float]:
@@ -81,8 +84,8 @@ def _per_step(traces: list[Trace]) -> dict[str, float]:
     }
 
 
-def measure(url: str, questions: list[str], level: int) -> dict[str, Any]:
-    agent = _agent(OpenAIServerBackend(url, timeout_s=3600.0))
+def measure(url: str, questions: list[str], level: int, slots: int | None) -> dict[str, Any]:
+    agent = _agent(OpenAIServerBackend(url, timeout_s=3600.0, slots=slots))
     asyncio.run(_run_all(agent, questions[:1], 1))  # load, warm up, cache the shared instructions
     began = time.perf_counter()
     done = asyncio.run(_run_all(agent, questions, level))
@@ -109,15 +112,16 @@ def _serving(server: str, model: Path, level: int, threads: int, log: Path) -> I
             yield url
 
 
-def bench_model(name: str, questions: list[str], levels: list[int], threads: int) -> dict[str, Any]:
+def bench_model(name: str, questions: list[str], levels: list[int], threads: int, servers: list[str]) -> dict[str, Any]:
     model = resolve_model(name)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as logs:
-        for server in SERVERS:
+        for server in servers:
             for level in levels:
                 log = Path(logs) / f"{server}-{level}.log"
                 with _serving(server, model, level, threads, log) as url:
-                    row = {"model": name, "server": server, **measure(url, questions, level)}
+                    slots = level if server == "llama-server" else None  # each run keeps its slot
+                    row = {"model": name, "server": server, **measure(url, questions, level, slots)}
                 rows.append(row)
                 print(_line(row), flush=True)
     for row in rows:
@@ -148,12 +152,14 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS))
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     levels = [int(n) for n in args.concurrency.split(",")]
     questions = QUESTIONS[: args.questions]
     print(HEADER, flush=True)
-    results = {name: bench_model(name, questions, levels, args.threads) for name in args.models.split(",")}
+    servers = args.servers.split(",")
+    results = {name: bench_model(name, questions, levels, args.threads, servers) for name in args.models.split(",")}
     print(f"\n{HEADER}")
     for name, result in results.items():
         for row in result["rows"]:

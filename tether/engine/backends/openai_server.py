@@ -18,6 +18,7 @@ import base64
 import json
 import math
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,7 @@ class OpenAIServerBackend:
         timeout_s: float = 120.0,
         retries: int = 3,
         backoff_s: float = 0.5,
+        slots: int | None = None,
     ) -> None:
         if kind not in ("llama-cpp", "vllm"):
             raise ConfigError(f"unknown server kind {kind!r}: use llama-cpp or vllm")
@@ -72,6 +74,8 @@ class OpenAIServerBackend:
             raise ConfigError(f"server timeout must be a positive number of seconds, not {timeout_s!r}")
         if retries < 0 or not (math.isfinite(backoff_s) and backoff_s >= 0):
             raise ConfigError("server retries and backoff must not be negative")
+        if slots is not None and (kind != "llama-cpp" or slots < 1):
+            raise ConfigError("slots (llama-server's --parallel) must be at least 1, and only for kind llama-cpp")
         if api_key is not None and not (api_key.isascii() and api_key.isprintable()):
             raise ConfigError("the API key must be printable ASCII (is there a stray newline in it?)")
         self.base_url, auth = _split_url(base_url)
@@ -83,6 +87,10 @@ class OpenAIServerBackend:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._auth = auth if not api_key else None  # an API key wins over URL credentials
         self._secrets = _secret_forms(api_key, auth)
+        self.slots = slots
+        self._slot_lock = threading.Lock()
+        self._slot_of: dict[int, int] = {}  # thread -> the slot its requests go to
+        self._busy: set[int] = set()
 
     @property
     def name(self) -> str:
@@ -128,17 +136,48 @@ class OpenAIServerBackend:
     ) -> Iterator[str]:
         """The whole completion as one piece (the server applies the grammar, forced text included),
         cut to `max_tokens * CHARS_PER_TOKEN` characters; a cut reply counts as using the whole budget."""
+        body = self.request_body(prompt, grammar, max_tokens, sampling)
+        slot = self._claim_slot()
+        if slot is not None:
+            body["id_slot"] = slot
         try:
-            reply = self._post(self.request_body(prompt, grammar, max_tokens, sampling), deadline)
+            reply = self._post(body, deadline)
             text, prompt_tokens, evaluated, sampled = self._parse(reply)
         except BackendError as exc:
             raise BackendError(self._redact(str(exc))) from None
+        finally:
+            self._release_slot(slot)
         budget = max_tokens * CHARS_PER_TOKEN
         if len(text) > budget:
             text = text[:budget]
             sampled = max(sampled, max_tokens)  # the controller then records the step as truncated
         stats.prompt, stats.prompt_evaluated, stats.sampled = prompt_tokens, evaluated, sampled
         return iter([text] if text else [])
+
+    def _claim_slot(self) -> int | None:
+        """With `slots`, the llama-server slot for this thread's request: the one its previous request
+        used, so a run (which stays on one thread, `Agent.arun` included) finds its transcript cached
+        there; another thread's free slot only if that one is busy. Left to itself, llama-server gives a
+        new question the first idle slot sharing the instructions, often one whose run is between steps,
+        which then re-evaluates its transcript elsewhere."""
+        if self.slots is None:
+            return None
+        me = threading.get_ident()
+        with self._slot_lock:
+            slot = self._slot_of.get(me)
+            if slot is None or slot in self._busy:
+                taken = set(self._slot_of.values())
+                free = [s for s in range(self.slots) if s not in self._busy]
+                unowned = [s for s in free if s not in taken]
+                slot = (unowned or free or [me % self.slots])[0]
+            self._slot_of[me] = slot
+            self._busy.add(slot)
+            return slot
+
+    def _release_slot(self, slot: int | None) -> None:
+        if slot is not None:
+            with self._slot_lock:
+                self._busy.discard(slot)
 
     def _parse(self, reply: dict[str, Any]) -> tuple[str, int, int, int]:
         """The completion text (cleaned) and the token counts: prompt, prompt evaluated, sampled. The
