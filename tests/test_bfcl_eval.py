@@ -136,6 +136,14 @@ def test_invalid_calls_are_wrong_and_say_why(text: str, status: str) -> None:
     assert (call.status, call.valid, call.correct) == (status, False, False)
 
 
+def test_a_step_the_budget_cut_is_a_cut_call() -> None:
+    tools, names = bfcl_tools((AREA,))
+    text = 'Thought: t\ncalculate_triangle_area: {"base":10,"height":5000000000'
+    trace = Trace(question="q", model="m", mode=Mode.CONSTRAINED, steps=[Step(index=0, raw_text=text, truncated=True)])
+    call = score_call((AREA,), AREA_TRUTH, tools, names, trace)
+    assert (call.status, call.function, call.valid) == ("cut", "calculate_triangle_area", False)
+
+
 def test_a_run_without_steps_made_no_call() -> None:
     tools, names = bfcl_tools((AREA,))
     trace = Trace(question="q", model="m", mode=Mode.FREE, stop_reason=StopReason.BACKEND_ERROR)
@@ -193,7 +201,8 @@ def test_a_bfcl_run_scores_each_questions_first_call_in_both_modes(tmp_path: Pat
     assert (con.correct, con.valid_calls, con.invalid_calls) == (2, 3, 0)
     assert (fre.correct, fre.valid_calls, fre.invalid_calls) == (1, 1, 2)
     assert fre.call_outcomes == {
-        "valid": 1, "no_call": 1, "unknown_function": 0, "not_json": 1, "schema_invalid": 0, "schema_refused": 0,
+        "valid": 1, "no_call": 1, "unknown_function": 0, "not_json": 1, "schema_invalid": 0, "cut": 0,
+        "schema_refused": 0,
     }  # fmt: skip
     assert con.accuracy_low < 2 / 3 < con.accuracy_high
     assert con.stop_reasons["step_limit"] == 3 and con.mean_steps == 1.0
@@ -204,7 +213,7 @@ def test_a_bfcl_run_scores_each_questions_first_call_in_both_modes(tmp_path: Pat
     table = calls_table(summaries)
     assert (
         "| BFCL_v4_simple_python | smollm2-135m | free | 3 | 33.3% [" in table
-        and "| 33.3% | 2 | 1 / 0 / 1 / 0 / 0 |" in table
+        and "| 33.3% | 2 | 1 / 0 / 1 / 0 / 0 / 0 |" in table
     )
     write_reports(summaries, out)
     assert "## Function calls (BFCL)" in (out / "report.md").read_text(encoding="utf-8")

@@ -190,6 +190,8 @@ def score_call(
     if action is None or action[0] == "answer":
         return CallScore(status="no_call")
     command, text = action
+    if trace.steps[0].truncated:  # the budget ended the step mid-call: not a call the model finished
+        return CallScore(status="cut", function=names.get(command, command), error="cut by the step's token budget")
     by_function = {names[t.name]: t for t in tools}
     function = names.get(command, command)
     if function not in by_function:

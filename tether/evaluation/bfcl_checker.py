@@ -42,13 +42,14 @@ class Check(BaseModel):
 
 _OK = Check(valid=True)
 
-CallStatus = Literal["valid", "no_call", "unknown_function", "not_json", "schema_invalid", "schema_refused"]
+CallStatus = Literal["valid", "no_call", "unknown_function", "not_json", "schema_invalid", "cut", "schema_refused"]
 CALL_STATUSES: tuple[CallStatus, ...] = (
-    "valid", "no_call", "unknown_function", "not_json", "schema_invalid", "schema_refused",
+    "valid", "no_call", "unknown_function", "not_json", "schema_invalid", "cut", "schema_refused",
 )  # fmt: skip
 """How a BFCL question's call turned out: valid (then scored by the AST checker); no call (an `answer:`,
 or no `command: input` line); a command that names none of the question's functions; an input that is
-not JSON; a JSON input that its schema refuses; or a question that was not asked, because tether
+not JSON; a JSON input that its schema refuses; a step the token budget cut before its call was
+complete (as the controller, which runs no cut command, reads it); or a question that was not asked, because tether
 refuses one of its function schemas (it cannot derive their grammar)."""
 
 

@@ -92,7 +92,7 @@ class Summary(BaseModel):
         float  # tokens decoded (sampled + forced) per second of step decoding, prompt evaluation included
     )
     # BFCL: questions whose call named a function with a JSON object valid against its schema, and
-    # each outcome's count (valid, no_call, unknown_function, not_json, schema_invalid). None elsewhere.
+    # each outcome's count (tether.evaluation.bfcl_checker.CALL_STATUSES). None elsewhere.
     valid_calls: int | None = None
     call_outcomes: dict[str, int] = {}
 

@@ -68,9 +68,9 @@ _CALL_COLUMNS = (
     "AST accuracy",
     "valid calls",
     "invalid calls",
-    "no call / unknown function / not JSON / off schema / schema refused",
+    "no call / unknown function / not JSON / off schema / cut / schema refused",
 )
-_INVALID = ("no_call", "unknown_function", "not_json", "schema_invalid", "schema_refused")
+_INVALID = ("no_call", "unknown_function", "not_json", "schema_invalid", "cut", "schema_refused")
 
 
 def accuracy_cell(s: Summary) -> str:
@@ -223,8 +223,9 @@ def write_reports(
             "AST accuracy: the run's first call accepted by BFCL's AST checker (function, required and "
             "allowed parameters, values among the possible answers), with its Wilson 95% interval; valid "
             "calls: first calls that name one of the question's functions with a JSON object its schema "
-            "accepts; invalid calls: the rest, by reason (schema refused: tether cannot derive the "
-            "grammar of one of the question's functions, so the question was not asked).",
+            "accepts; invalid calls: the rest, by reason (cut: the step's token budget ended it before the "
+            "call was complete; schema refused: tether cannot derive the grammar of one of the question's "
+            "functions, so the question was not asked).",
             "",
             calls_table(summaries),
         ]
