@@ -9,7 +9,9 @@ llama_cpp.server` (one request at a time), both through tether.engine.backends.l
 same arithmetic questions run with `Agent.arun`, N at a time. Reported per row: questions per
 minute, mean latency, the speedup over concurrency 1 on the same server, and the prompt tokens the
 server evaluated per step (the rest came from its cache), next to the same questions run in-process
-(LlamaCppBackend, which keeps the previous step's KV cache). Prints a table and writes JSON to
+(LlamaCppBackend, which keeps the previous step's KV cache); for llama-server also its raw decode rate
+at N slots (plain 48-token requests, N at once), the ceiling any client can reach. llama_cpp.server
+does not report cached tokens, so its "evaluated" column is the whole prompt. Prints a table and writes JSON to
 benchmarks/results/server.json. Run it alone: two model processes on 2 cores slow each other ~10x.
 """
 
@@ -27,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from tether import Agent, Limits, Trace
 from tether import llama_server as builds
@@ -102,6 +106,24 @@ def measure(url: str, questions: list[str], level: int, slots: int | None) -> di
     }
 
 
+def decode_rate(url: str, questions: list[str], level: int) -> float:
+    """The server's own ceiling: tokens per second decoded with `level` plain requests at once (48 tokens
+    each, no grammar, no agent), over 8 requests in all."""
+
+    def one(question: str) -> int:
+        body: dict[str, Any] = {"prompt": f"Question: {question}\nAnswer:", "max_tokens": 48, "temperature": 0.0}
+        body["ignore_eos"] = True  # always 48 tokens
+        reply = requests.post(f"{url}/v1/completions", json=body, timeout=3600)
+        count: int = reply.json()["timings"]["predicted_n"]
+        return count
+
+    one(questions[0])
+    began = time.perf_counter()
+    with ThreadPoolExecutor(level) as pool:
+        tokens = sum(pool.map(one, (questions * 8)[: max(8, level)]))
+    return tokens / (time.perf_counter() - began)
+
+
 @contextmanager
 def _serving(server: str, model: Path, level: int, threads: int, log: Path) -> Iterator[str]:
     if server == "llama-server":
@@ -122,6 +144,8 @@ def bench_model(name: str, questions: list[str], levels: list[int], threads: int
                 with _serving(server, model, level, threads, log) as url:
                     slots = level if server == "llama-server" else None  # each run keeps its slot
                     row = {"model": name, "server": server, **measure(url, questions, level, slots)}
+                    if server == "llama-server":
+                        row["decode_tokens_per_s"] = decode_rate(url, questions, level)
                 rows.append(row)
                 print(_line(row), flush=True)
     for row in rows:
@@ -135,7 +159,10 @@ def bench_model(name: str, questions: list[str], levels: list[int], threads: int
     return {"rows": rows, "in_process": in_process}
 
 
-HEADER = f"{'model':<20}{'server':<18}{'conc':>5}{'q/min':>8}{'latency s':>10}{'speedup':>9}{'eval tok/step':>14}"
+HEADER = (
+    f"{'model':<20}{'server':<18}{'conc':>5}{'q/min':>8}{'latency s':>10}{'speedup':>9}{'eval tok/step':>14}"
+    f"{'decode tok/s':>13}"
+)
 
 
 def _line(r: dict[str, Any]) -> str:
@@ -143,6 +170,7 @@ def _line(r: dict[str, Any]) -> str:
     return (
         f"{r['model']:<20}{r['server']:<18}{r['concurrency']:>5}{r['questions_per_min']:>8.1f}"
         f"{r['mean_latency_s']:>10.1f}{speedup}{r['evaluated_per_step']:>14.1f}"
+        + (f"{r['decode_tokens_per_s']:>13.0f}" if "decode_tokens_per_s" in r else "")
     )
 
 
