@@ -49,15 +49,18 @@ def _model_paths(names: list[str]) -> dict[str, Path]:
 
 def _decode(backend: LlamaCppBackend, prompt: str, grammar: str | None, max_tokens: int) -> tuple[float, StreamStats]:
     """Decode seconds after the first token, and the counts (the prompt is cached by a warm-up, so this is
-    decode only)."""
+    decode only). A constrained step is read as the controller reads it, up to the end of its action line."""
     for _attempt in range(2):  # the first call evaluates the prompt into the KV cache
         stats = StreamStats()
         stream = backend.stream(prompt, grammar=grammar, max_tokens=max_tokens, sampling=Sampling(), stats=stats)
-        next(stream, None)
+        text = next(stream, "")
         began = time.perf_counter()
-        for _ in stream:
-            pass
+        for piece in stream:
+            text += piece
+            if grammar is not None and text.count("\n") >= 2:
+                break  # the step is complete: the controller stops reading here, so the end token is never sampled
         elapsed = time.perf_counter() - began
+        getattr(stream, "close", lambda: None)()  # a generator: ends the decode and frees its checker
     return elapsed, stats
 
 

@@ -27,7 +27,9 @@ class GrammarChecker:
         if not self._sampler:
             raise GrammarError("llama.cpp refused the grammar")
         self._one = (llama_cpp.llama_token_data * 1)()
+        self._cell = self._one[0]  # a view of the one slot: `allows` writes the token id into it
         self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._one_ref = ctypes.byref(self._one_array)
         self._n_vocab = n_vocab
         dtype = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
         self._all = np.zeros(n_vocab, dtype=dtype)
@@ -38,11 +40,14 @@ class GrammarChecker:
         self.full_masks = 0  # how often the cheap check failed and the full mask was needed
 
     def allows(self, token: int) -> bool:
-        self._one[0] = self._lib.llama_token_data(id=token, logit=0.0, p=0.0)
+        """One token through the grammar engine: called for every sampled token, so kept to field writes."""
+        cell = self._cell
+        cell.id = token
+        cell.logit = 0.0
         self._one_array.size = 1
         self._one_array.selected = -1
-        self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
-        return bool(self._one[0].logit != _NEG_INF)
+        self._lib.llama_sampler_apply(self._sampler, self._one_ref)
+        return bool(cell.logit != _NEG_INF)
 
     def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         """The logits with every token the grammar forbids set to -inf."""
