@@ -166,10 +166,11 @@ class OpenAIServerBackend:
         with self._slot_lock:
             slot = self._slot_of.get(me)
             if slot is None or slot in self._busy:
-                taken = set(self._slot_of.values())
+                alive = {thread.ident for thread in threading.enumerate()}
+                self._slot_of = {t: s for t, s in self._slot_of.items() if t in alive}  # a dead thread's slot is free
+                owned = {s for t, s in self._slot_of.items() if t != me}
                 free = [s for s in range(self.slots) if s not in self._busy]
-                unowned = [s for s in free if s not in taken]
-                slot = (unowned or free or [me % self.slots])[0]
+                slot = ([s for s in free if s not in owned] or free or [me % self.slots])[0]
             self._slot_of[me] = slot
             self._busy.add(slot)
             return slot
