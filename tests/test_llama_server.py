@@ -323,6 +323,8 @@ def test_tether_serve_answers_tether_ask_and_stops_on_ctrl_c(capsys: pytest.Capt
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a runner started in the background (`cmd &`) passes SIGINT on ignored; a terminal's Ctrl-C is not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert serve.stdout is not None and select.select([serve.stdout], [], [], 120)[0], "no URL within 120 s"
@@ -335,8 +337,12 @@ def test_tether_serve_answers_tether_ask_and_stops_on_ctrl_c(capsys: pytest.Capt
         _, errors = serve.communicate(timeout=30)
     finally:
         if serve.poll() is None:
-            serve.kill()
-            serve.wait()
+            serve.terminate()  # tether serve stops llama-server on SIGTERM too; a kill would orphan it
+            try:
+                serve.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.communicate()
     assert serve.returncode == 0 and errors.rstrip().endswith("stopped"), errors
     began = time.monotonic()
     with socket.socket() as sock:
