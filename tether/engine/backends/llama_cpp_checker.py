@@ -27,7 +27,7 @@ class GrammarChecker:
         if not self._sampler:
             raise GrammarError("llama.cpp refused the grammar")
         self._one = (llama_cpp.llama_token_data * 1)()
-        self._cell = self._one[0]  # a view of the one slot: `allows` writes the token id into it
+        self._cell: Any = self._one[0]  # a view of the one slot: `allows` writes the token id into it
         self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one_array)
         self._n_vocab = n_vocab
