@@ -77,17 +77,19 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
     full_masks = sampled = 0
     for _ in range(repeats):
         seconds = dict.fromkeys(PATHS, 0.0)
-        tokens = 0
+        tokens = dict.fromkeys(PATHS, 0)  # each path's own count: an unconstrained one may stop early at EOS
         for prompt in prompts:  # the paths interleave per prompt, so load drifts hit all of them alike
-            elapsed, stats = _decode(fast, prompt, grammar, 300)
-            seconds["tether_grammar"] += elapsed
-            n = stats.sampled
-            full_masks, sampled, tokens = full_masks + stats.full_masks, sampled + n, tokens + n - 1
-            seconds["builtin_grammar"] += _decode(builtin, prompt, grammar, 300)[0]
-            seconds["unconstrained"] += _decode(builtin, prompt, None, n)[0]
-            seconds["tether_unconstrained"] += _decode(fast, prompt, None, n)[0]
+            decoded = {"tether_grammar": _decode(fast, prompt, grammar, 300)}
+            n = decoded["tether_grammar"][1].sampled
+            full_masks, sampled = full_masks + decoded["tether_grammar"][1].full_masks, sampled + n
+            decoded["builtin_grammar"] = _decode(builtin, prompt, grammar, 300)
+            decoded["unconstrained"] = _decode(builtin, prompt, None, n)
+            decoded["tether_unconstrained"] = _decode(fast, prompt, None, n)
+            for k, (elapsed, stats) in decoded.items():
+                seconds[k] += elapsed
+                tokens[k] += stats.sampled - 1  # the timed part starts after the first token
         for k in PATHS:
-            per[k].append(1000 * seconds[k] / max(1, tokens))
+            per[k].append(1000 * seconds[k] / max(1, tokens[k]))
     base = statistics.median(per["unconstrained"])
     decode = {
         k: {

@@ -115,18 +115,22 @@ class FakeSetChecker:
     """A grammar engine that admits a given set of token ids: any engine behind the TokenChecker seam."""
 
     def __init__(self, allowed: set[int] | None = None) -> None:
-        self.allowed = allowed
+        self.admits = allowed
         self.full_masks = 0
+        self.batches = 0
         self.asked: list[int] = []
 
     def allows(self, token: int) -> bool:
         self.asked.append(token)
-        return token % 2 == 0 if self.allowed is None else token in self.allowed
+        return token % 2 == 0 if self.admits is None else token in self.admits
+
+    def allowed(self, tokens: npt.NDArray[np.intc]) -> npt.NDArray[np.bool_]:
+        self.batches += 1
+        return np.array([self.allows(int(t)) for t in tokens], dtype=bool)
 
     def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         self.full_masks += 1
-        keep = np.zeros(logits.size, dtype=bool)
-        keep[[t for t in range(logits.size) if self.allows(t)]] = True
+        keep = self.allowed(np.arange(logits.size, dtype=np.intc))
         return np.where(keep, logits, -np.inf).astype(np.single)
 
     def accept(self, token: int) -> None:
@@ -155,12 +159,20 @@ def test_greedy_falls_back_to_the_full_mask_when_no_candidate_is_allowed() -> No
     assert checker.full_masks == 1
 
 
-def test_greedy_ties_at_the_edge_of_the_candidates_go_to_the_full_mask() -> None:
+def test_greedy_ties_go_to_the_lowest_id_as_the_full_masks_argmax() -> None:
     logits = np.zeros(1000, dtype=np.single)
-    logits[999] = 5.0  # refused; every other token ties, so only the full mask knows the lowest allowed id
+    logits[999] = 5.0  # refused; every other token ties, and the lowest allowed id wins, as np.argmax says
     checker = FakeSetChecker(set(range(1, 999)))
     assert choose_token(logits, checker, Sampling(), np.random.default_rng(0)) == 1
-    assert checker.full_masks == 1
+    assert checker.full_masks == 0 and checker.batches == 2  # 999 alone is within 3 of the best; then all
+
+
+def test_the_candidates_widen_before_the_full_mask() -> None:
+    logits = np.zeros(1000, dtype=np.single)
+    logits[999], logits[5] = 30.0, 10.0  # 999 refused; 5 is 20 below it: outside the first margin, inside the second
+    checker = FakeSetChecker({5, 7})
+    assert choose_token(logits, checker, Sampling(), np.random.default_rng(0)) == 5
+    assert checker.full_masks == 0 and checker.batches == 3
 
 
 @given(

@@ -30,6 +30,10 @@ class TokenChecker(Protocol):
         """Whether the grammar, in its current state, admits `token` next."""
         ...
 
+    def allowed(self, tokens: npt.NDArray[np.intc]) -> npt.NDArray[np.bool_]:
+        """For each of `tokens`, whether the grammar admits it next (one batched question)."""
+        ...
+
     def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
         """`logits` with every token the grammar forbids next set to -inf."""
         ...

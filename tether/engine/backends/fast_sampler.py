@@ -2,12 +2,13 @@
 
 llama-cpp-python's built-in chain applies the grammar to the whole vocabulary at every token. Here
 the token is chosen first from the raw logits and only that one token is checked against the grammar
-engine (a `TokenChecker`). When the grammar refuses it, the next candidates are checked one by one in
-descending logit order, and the whole vocabulary goes through the grammar engine (the full mask, several
-milliseconds for a 150k vocabulary) only if they do not settle the choice exactly:
+engine (a `TokenChecker`). When the grammar refuses it, the tokens whose logits come closest to the
+best are checked in one batched call, and the whole vocabulary goes through the grammar engine (the
+full mask, several milliseconds for a 150k vocabulary) only if they do not settle the choice exactly:
 
-- Greedy: the first allowed candidate is the masked argmax, because masking only removes tokens. Ties
-  are broken as `np.argmax` breaks them (lowest id), so the token is the full mask's token.
+- Greedy: the best allowed candidate is the masked argmax, because masking only removes tokens and
+  every token outside the candidates scores lower. Ties are broken as `np.argmax` breaks them (lowest
+  id), so the token is the full mask's token.
 - Temperature with top-k: the `top_k` best allowed candidates are exactly the masked distribution's
   top-k, so sampling from them (then top-p) is sampling from the masked, renormalised distribution.
 - Temperature without top-k needs every allowed token's mass: the full mask.
@@ -26,10 +27,13 @@ import numpy.typing as npt
 from tether.engine.backends.base import Sampling
 from tether.engine.backends.checker import TokenChecker
 
-__all__ = ["CANDIDATES", "choose_token"]
+__all__ = ["CANDIDATE_MARGINS", "MAX_CANDIDATES", "choose_token"]
 
-CANDIDATES = 64
-"""How many of the most likely tokens are checked one by one after a refusal, before the full mask."""
+CANDIDATE_MARGINS = (3.0, 8.0, 24.0)
+"""After a refusal, the tokens whose logit is within each margin of the best are checked, widening, before
+the full mask: most refusals are settled by a few dozen tokens within 3 of the best."""
+MAX_CANDIDATES = 8192
+"""Past this many candidates a batched check costs about what the full mask does."""
 
 
 def _pick(logits: npt.NDArray[np.single], sampling: Sampling, rng: np.random.Generator) -> int:
@@ -56,27 +60,20 @@ def _sample_sorted(
 
 def _best_allowed(logits: npt.NDArray[np.single], checker: TokenChecker, want: int) -> npt.NDArray[np.intp] | None:
     """The `want` highest-logit tokens the grammar allows, best first (ties by lower id, as `np.argmax`),
-    found among the `CANDIDATES` most likely tokens; None when those cannot prove it (too few allowed,
-    or a tie with tokens outside the candidates), and the full mask must decide."""
-    n = min(CANDIDATES, logits.size)
-    candidates = np.argpartition(-logits, n - 1)[:n] if n < logits.size else np.arange(logits.size)
-    candidates = candidates[np.lexsort((candidates, -logits[candidates]))]
-    found = _allowed_in_order(candidates, checker, want)
-    if len(found) < want:
-        return None
-    if n < logits.size and logits[found[-1]] <= logits[candidates[-1]]:
-        return None  # a token outside the candidates may tie with the last one found
-    return np.array(found, dtype=np.intp)
-
-
-def _allowed_in_order(candidates: npt.NDArray[np.intp], checker: TokenChecker, want: int) -> list[int]:
-    found: list[int] = []
-    for token in candidates:
-        if checker.allows(int(token)):
-            found.append(int(token))
-            if len(found) == want:
-                break
-    return found
+    or None when the full mask must decide. Each tier takes every token within `margin` of the best logit
+    (a threshold, not a sort: cheaper than `argpartition` on a large vocabulary) and asks the grammar about
+    them in one batched call; every token left out scores strictly lower than every token taken, so the
+    allowed ones found are exactly the masked distribution's best."""
+    best = float(np.max(logits))
+    for margin in CANDIDATE_MARGINS:
+        candidates = np.flatnonzero(logits >= best - margin)  # ascending ids
+        if candidates.size > MAX_CANDIDATES:
+            return None
+        allowed = candidates[checker.allowed(candidates.astype(np.intc))]
+        if allowed.size >= want:
+            order = np.lexsort((allowed, -logits[allowed]))  # by logit, then by id
+            return allowed[order[:want]]
+    return None
 
 
 def choose_token(

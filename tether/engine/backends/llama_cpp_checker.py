@@ -49,23 +49,25 @@ class GrammarChecker:
         self._lib.llama_sampler_apply(self._sampler, self._one_ref)
         return bool(cell.logit != _NEG_INF)
 
-    def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
-        """The logits with every token the grammar forbids set to -inf."""
-        self.full_masks += 1
-        self._all["id"] = self._ids
-        self._all["logit"] = logits
-        self._all_array.size = self._n_vocab
+    def allowed(self, tokens: npt.NDArray[np.intc]) -> npt.NDArray[np.bool_]:
+        """Which of `tokens` the grammar admits next: one call into the engine for all of them."""
+        n = int(tokens.size)
+        chunk = self._all[:n]
+        chunk["id"] = tokens
+        chunk["logit"] = 0.0
+        self._all_array.size = n
         self._all_array.selected = -1
         self._all_array.sorted = False
         self._lib.llama_sampler_apply(self._sampler, ctypes.byref(self._all_array))
-        if self._all_array.size != self._n_vocab:  # a sampler that compacts: scatter back by id
-            out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
-            kept = self._all[: self._all_array.size]
-            out[kept["id"]] = kept["logit"]
-            return out
-        out = np.full(self._n_vocab, _NEG_INF, dtype=np.single)
-        out[self._all["id"]] = self._all["logit"]
-        return out
+        kept = self._all[: self._all_array.size]
+        if kept.size == n and np.array_equal(kept["id"], tokens):  # llama.cpp marks refusals in place
+            return np.asarray(np.isfinite(kept["logit"]), dtype=np.bool_)
+        return np.isin(tokens, kept["id"][np.isfinite(kept["logit"])])  # an engine that compacts or reorders
+
+    def masked(self, logits: npt.NDArray[np.single]) -> npt.NDArray[np.single]:
+        """The logits with every token the grammar forbids set to -inf."""
+        self.full_masks += 1
+        return np.where(self.allowed(self._ids), logits, np.single(_NEG_INF)).astype(np.single, copy=False)
 
     def accept(self, token: int) -> None:
         self._lib.llama_sampler_accept(self._sampler, token)
