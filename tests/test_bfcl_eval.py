@@ -13,6 +13,7 @@ from test_bfcl_data import FUNCTION, bfcl_files
 from test_cli import run
 
 from tether import ScriptedBackend
+from tether.engine.prompt import tool_list
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.errors import ConfigError
 from tether.evaluation import EvalConfig, run_eval
@@ -72,11 +73,14 @@ def test_tool_names_keep_bfcl_names_and_map_back() -> None:
     assert list(names.values()) == ["math.factorial", "fetch_DNA_sequence", "get weather", "answer", "get_weather"]
 
 
-def test_the_description_lists_the_arguments_on_one_line() -> None:
-    text = describe(AREA)
-    assert text.startswith("Calculate the area of a triangle given its base and height. Arguments: ")
-    assert "base (integer, required): The base of the triangle." in text
-    assert "unit (string, optional, one of units, cm)" in text and "\n" not in text
+def test_the_prompt_lists_the_arguments_in_bfcl_types_on_one_line() -> None:
+    description, arguments = describe(AREA)
+    assert description == "Calculate the area of a triangle given its base and height."
+    assert "base (integer, required): The base of the triangle." in arguments
+    assert "unit (string, optional, one of units, cm)" in arguments and "\n" not in arguments
+    [area], _names = bfcl_tools([AREA])
+    line = tool_list([area])
+    assert line.startswith(f"- calculate_triangle_area: {description} Arguments: {arguments}. Example: ")
 
 
 @pytest.mark.parametrize(

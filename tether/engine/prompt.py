@@ -48,9 +48,20 @@ class DescribedTool(ToolLike, Protocol):
     @property
     def example(self) -> str: ...
 
+    @property
+    def arguments(self) -> str | None: ...
+
+
+ARGUMENTS_LIMIT = 1200  # characters of a JSON tool's argument list in the prompt
+
 
 def tool_list(tools: Iterable[DescribedTool]) -> str:
-    return "\n".join(f"- {t.name}: {t.description} Example: {t.name}: {t.example}" for t in tools)
+    """One line per tool: its description, a JSON input's arguments, and an example call."""
+    return "\n".join(f"- {t.name}: {t.description}{_arguments(t)} Example: {t.name}: {t.example}" for t in tools)
+
+
+def _arguments(t: DescribedTool) -> str:
+    return f" Arguments: {one_line(t.arguments, ARGUMENTS_LIMIT)}." if t.arguments else ""
 
 
 def examples_for(tools: Iterable[ToolLike], limit: int = EXAMPLE_LIMIT) -> list[str]:

@@ -38,6 +38,7 @@ from tether.engine.gbnf import (
 from tether.engine.protocol import ANSWER
 from tether.engine.run_state import RunState, bind_run_state
 from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, grammar_from_schema
+from tether.engine.schema_describe import describe_arguments
 from tether.engine.schema_example import example_from_schema
 from tether.engine.typed import TypedText, signature_model
 from tether.errors import (
@@ -79,7 +80,9 @@ class Tool:
     input is one bounded line. `input_type` is what pydantic validates the text into before `func`
     sees it. `example` (shown to the model) may be left empty where the type or schema gives one.
     `repeatable` marks a stateful tool (e.g. `lookup`, whose repeat gives the next match) that loop
-    detection must not stop.
+    detection must not stop. `arguments` is how the prompt lists a JSON input's keys; left None it is
+    derived from the input's JSON Schema (`describe_arguments`: names, types, required or not, enums,
+    descriptions), and "" shows none.
     """
 
     name: str
@@ -91,6 +94,7 @@ class Tool:
     timeout_s: float = 10.0
     repeatable: bool = False  # a stateful tool whose repeated call gives new results (loop detection skips it)
     input_schema: Mapping[str, Any] | None = None
+    arguments: str | None = None
     _typed: TypedText | None = field(init=False, repr=False)
     _grammar: Grammar = field(init=False, repr=False)
 
@@ -118,6 +122,9 @@ class Tool:
         object.__setattr__(self, "_typed", typed)
         object.__setattr__(self, "_grammar", self._checked_grammar(derived))
         object.__setattr__(self, "example", example)
+        if self.arguments is None:
+            schema = self.input_schema if typed is None else typed.schema if typed.form == "json" else None
+            object.__setattr__(self, "arguments", describe_arguments(schema))
         try:
             self.validate_input(self.example)
         except ToolInputError as exc:
@@ -141,6 +148,7 @@ class Tool:
         timeout_s: float = 10.0,
         example: str | None = None,
         repeatable: bool = False,
+        arguments: str | None = None,
     ) -> Tool:
         """A tool whose input is one line of JSON valid under `input_schema` (an MCP tool's
         `inputSchema`, a BFCL function's `parameters`): the grammar comes from the schema, the text is
@@ -155,6 +163,7 @@ class Tool:
             timeout_s=timeout_s,
             repeatable=repeatable,
             input_schema=input_schema,
+            arguments=arguments,
         )
 
     def _derived_grammar(self, typed: TypedText | None) -> Grammar | None:

@@ -102,8 +102,9 @@ def tool_names(functions: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def describe(function: dict[str, Any]) -> str:
-    """The function's description and its arguments, on one line, for the prompt's tool list."""
+def describe(function: dict[str, Any]) -> tuple[str, str]:
+    """The function's description and its arguments in BFCL's own type names (`float`, `dict`,
+    `tuple of ...`), each on one line: the prompt's tool list shows `<description> Arguments: <arguments>.`"""
     parameters = function["parameters"]
     required = set(parameters.get("required", []))
     args = []
@@ -117,19 +118,20 @@ def describe(function: dict[str, Any]) -> str:
             notes.append("one of " + ", ".join(map(str, spec["enum"])))
         args.append(f"{name} ({', '.join(notes)}): {spec.get('description', '')}".rstrip(": "))
     text = str(function.get("description", "")).strip() or function["name"]
-    if args:
-        text += " Arguments: " + "; ".join(args) + "."
-    return one_line(text, DESCRIPTION_LIMIT)
+    return one_line(text, DESCRIPTION_LIMIT), one_line("; ".join(args), DESCRIPTION_LIMIT)
+
+
+def _tool(name: str, function: dict[str, Any]) -> Tool:
+    description, arguments = describe(function)
+    schema = json_schema(function["parameters"])
+    return Tool.from_schema(name, description, schema, lambda _args: RECORDED, arguments=arguments)
 
 
 def bfcl_tools(functions: Sequence[dict[str, Any]]) -> tuple[list[Tool], dict[str, str]]:
     """The question's functions as typed tools whose input is one JSON object (their schema's
     grammar), each returning RECORDED; and the map from tool name back to BFCL function name."""
     names = tool_names([f["name"] for f in functions])
-    tools = [
-        Tool.from_schema(name, describe(f), json_schema(f["parameters"]), lambda _args: RECORDED)
-        for name, f in zip(names, functions, strict=True)
-    ]
+    tools = [_tool(name, f) for name, f in zip(names, functions, strict=True)]
     return tools, names
 
 
