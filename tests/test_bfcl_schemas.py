@@ -13,7 +13,6 @@ from functools import cache
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
-import lark
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -66,14 +65,6 @@ def schema(key: str) -> dict[str, Any]:
     return json_schema(functions()[key]["parameters"])
 
 
-def accepts(grammar: Grammar, text: str) -> bool:
-    try:
-        grammar.parser.parse(text)
-    except lark.LarkError:
-        return False
-    return True
-
-
 def test_the_sets_hold_the_expected_functions() -> None:
     assert len(functions()) == 753
 
@@ -97,7 +88,7 @@ def test_valid_arguments_written_as_json_are_in_the_grammar(key: str, data: st.D
     value = data.draw(instances(schema(key)), label="arguments")
     for text in (json.dumps(value, ensure_ascii=False, separators=(",", ":")), json.dumps(value, ensure_ascii=False)):
         assume("\x7f" not in text)  # the grammar (as llama.cpp's) never writes DEL raw
-        assert accepts(grammar, text), text
+        assert grammar.accepts(text), text
 
 
 @pytest.mark.parametrize("key", sample())

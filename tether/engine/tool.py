@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 import jsonschema  # type: ignore[import-untyped]
-import lark
 from pydantic import BaseModel, ValidationError
 
 from tether.engine.gbnf import (
@@ -229,11 +228,7 @@ class Tool:
 
     def accepts(self, text: str) -> bool:
         """Whether `text` is in this tool's input grammar."""
-        try:
-            self._grammar.parser.parse(text)
-        except lark.LarkError:
-            return False
-        return True
+        return self._grammar.accepts(text)
 
     def validate_input(self, text: str) -> Any:
         """The typed input for `text`, or ToolInputError naming what was refused (pydantic's or

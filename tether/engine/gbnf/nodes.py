@@ -122,6 +122,14 @@ class Grammar:
         """The validator's parser, shared by every grammar with the same Lark text (building one is slow)."""
         return _lark_parser(self.lark_source, self.lark_start)
 
+    def accepts(self, text: str) -> bool:
+        """Whether `text` is in the language (the validator's answer)."""
+        try:
+            self.parser.parse(text)
+        except lark.LarkError:
+            return False
+        return True
+
 
 def _refs(node: Node) -> set[str]:
     match node:
