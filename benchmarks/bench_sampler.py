@@ -103,7 +103,6 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
     }
     steps_decoded = repeats * len(prompts)
     runs: dict[str, Any] = {}
-    fallbacks = 0
     for label, backend in (("builtin", builtin), ("tether", fast)):
         agent = Agent(backend, tools, limits=Limits(max_steps=6))
         latencies, steps = [], []
@@ -114,10 +113,9 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - began)
                 steps.extend(trace.steps)
         later = [s for s in steps if s.index > 0]
-        if label == "tether":
-            fallbacks = sum(s.tokens.full_masks for s in steps)
         runs[label] = {
             "median_run_s": statistics.median(latencies),
+            "full_masks_per_step": sum(s.tokens.full_masks for s in steps) / max(1, len(steps)),
             "total_s": sum(latencies),
             "steps": len(steps),
             "sampled_per_step": statistics.mean(s.tokens.sampled for s in steps),
@@ -134,7 +132,8 @@ def bench_model(name: str, path: Path, repeats: int) -> dict[str, Any]:
         "decode_full_masks_per_step": full_masks / steps_decoded,
         "decode_sampled_per_step": sampled / steps_decoded,
         "agent_runs": runs,
-        "agent_full_masks_per_step": fallbacks / max(1, runs["tether"]["steps"]),
+        "agent_full_masks_per_step": runs["tether"]["full_masks_per_step"],
+        "llama_threads": fast.llm.n_threads,
     }
 
 
@@ -175,7 +174,7 @@ def main() -> None:
     results = [bench_model(n, p, args.repeats) for n, p in _model_paths(args.models.split(",")).items()]
     print_table(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpu_count": os.cpu_count(), "llama_threads": os.cpu_count()}  # LlamaCppBackend's default
+    machine = {"cpu_count": os.cpu_count()}  # each result holds the threads llama.cpp used
     args.out.write_text(json.dumps({"results": results, "repeats": args.repeats, "machine": machine}, indent=2))
     print(f"\nwrote {args.out}")
 

@@ -36,7 +36,17 @@ from tether.engine.gbnf import (
     check_llama_repetitions,
     nested_repeat_size,
 )
-from tether.engine.schema_json import DIGIT, SEP, SHARED, SHARED_NEEDS, SPACE, compact, digits_between, fit_length
+from tether.engine.schema_json import (
+    DIGIT,
+    SEP,
+    SHARED,
+    SHARED_NEEDS,
+    SPACE,
+    compact,
+    digits_between,
+    fit_length,
+    follow_ref,
+)
 from tether.engine.schema_pattern import pattern_node
 from tether.errors import GrammarError, SchemaError
 
@@ -123,12 +133,10 @@ class _Converter:
         if not isinstance(ref, str) or not ref.startswith("#"):
             raise self.fail(at + "$ref", f"only local references (#/...) can be followed, not {ref!r}")
         if ref not in self.refs:
-            target: Any = self.root
-            for part in ref[1:].split("/")[1:]:
-                part = part.replace("~1", "/").replace("~0", "~")
-                if not isinstance(target, Mapping) or part not in target:
-                    raise self.fail(at + "$ref", f"{ref!r} points to nothing")
-                target = target[part]
+            try:
+                target = follow_ref(self.root, ref)
+            except LookupError:
+                raise self.fail(at + "$ref", f"{ref!r} points to nothing") from None
             name = self.refs[ref] = f"j{len(self.paths)}"
             self.paths[name] = at + "$ref"
             self.rules[name] = Lit("")  # a placeholder while a recursive definition refers to itself

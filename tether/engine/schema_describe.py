@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tether.engine.schema_json import follow_ref
+
 __all__ = ["describe_arguments"]
 
 _MAX_ENUM_SHOWN = 8
@@ -18,15 +20,16 @@ _JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", 
 
 
 def _resolve(schema: Any, root: Mapping[str, Any]) -> Any:
-    """Follow local `$ref`s (pydantic puts nested models in `$defs`), at most a few hops."""
+    """Follow local `$ref`s (pydantic puts nested models in `$defs`), at most a few hops; None where one
+    points to nothing."""
     for _hop in range(8):
         ref = schema.get("$ref") if isinstance(schema, Mapping) else None
         if not isinstance(ref, str) or not ref.startswith("#/"):
             return schema
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part) if isinstance(target, Mapping) else None
-        schema = target
+        try:
+            schema = follow_ref(root, ref)
+        except LookupError:
+            return None
     return schema
 
 

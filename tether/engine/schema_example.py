@@ -18,7 +18,7 @@ import lark
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
 from tether.engine.schema import grammar_from_schema
-from tether.engine.schema_json import shortest_text
+from tether.engine.schema_json import follow_ref, shortest_text
 
 __all__ = ["example_from_schema"]
 
@@ -52,10 +52,10 @@ def _example(schema: Any, root: Any, depth: int) -> Any:
         if key in schema:
             return schema[key]
     if isinstance(schema.get("$ref"), str):
-        target: Any = root
-        for part in schema["$ref"].lstrip("#").split("/")[1:]:
-            target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, Mapping) else None
-        return _example(target, root, depth + 1)
+        try:
+            return _example(follow_ref(root, schema["$ref"]), root, depth + 1)
+        except LookupError:
+            return _NONE
     for key in ("allOf", "anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
             options = sorted(schema[key], key=lambda s: isinstance(s, Mapping) and s.get("type") == "null")

@@ -1,6 +1,7 @@
 """The pieces of JSON text a schema's grammar is built from: the shared rules (a string with its
 escapes, a number, any value), integers between two bounds written digit by digit, a pattern's node
-fitted to length bounds, and the shortest text of a grammar (for examples).
+fitted to length bounds, the shortest text of a grammar (for examples), and what a local `$ref` (a JSON
+Pointer) points to.
 
 Why apart from `tether.engine.schema`: these know JSON's lexical rules and nothing of JSON Schema's
 keywords; the converter there decides which piece a keyword needs.
@@ -9,6 +10,7 @@ keywords; the converter there decides which piece a keyword needs.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq
@@ -22,6 +24,7 @@ __all__ = [
     "compact",
     "digits_between",
     "fit_length",
+    "follow_ref",
     "shortest_text",
 ]
 
@@ -77,6 +80,18 @@ SHARED_NEEDS = {
 
 def compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def follow_ref(root: Any, ref: str) -> Any:
+    """What the local reference `ref` (`#/$defs/Name`, JSON Pointer escapes undone) points to in `root`;
+    LookupError where it points to nothing."""
+    target = root
+    for part in ref[1:].split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, Mapping) or part not in target:
+            raise LookupError(ref)
+        target = target[part]
+    return target
 
 
 def digits_between(lo: int, hi: int | None) -> Node:

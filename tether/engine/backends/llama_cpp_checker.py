@@ -30,7 +30,6 @@ class GrammarChecker:
         self._cell: Any = self._one[0]  # a view of the one slot: `allows` writes the token id into it
         self._one_array = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
         self._one_ref = ctypes.byref(self._one_array)
-        self._n_vocab = n_vocab
         dtype = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
         self._all = np.zeros(n_vocab, dtype=dtype)
         self._all_array = llama_cpp.llama_token_data_array(
