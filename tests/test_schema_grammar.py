@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 from schema_instances import instances
 
+from tether import Tool
 from tether.engine.gbnf import Grammar, llama_cpp_accepts, may_produce, nested_repeat_size
 from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, grammar_from_schema
 from tether.engine.schema_example import example_from_schema
@@ -283,3 +284,25 @@ def test_plain_strings_are_bare_text() -> None:
     with pytest.raises(SchemaError, match=r"^enum\.1: .*newline"):
         grammar_from_schema({"enum": ["a", "b\nc"]}, plain=True)
     assert grammar_from_schema({"enum": ["b\nc"]}).accepts('"b\\nc"')  # in JSON, the newline is escaped
+
+
+def _nested_objects(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+def test_nested_objects_cost_the_validator_in_proportion_to_their_depth() -> None:
+    """Each object is a rule of its own: inlined, Lark expanded 2**depth alternatives (9 levels: 14 s)."""
+    shallow, deep = grammar_from_schema(_nested_objects(2)), grammar_from_schema(_nested_objects(24))
+    assert len(deep.lark_source) < 12 * len(shallow.lark_source)
+    text = '{"a":' * 24 + '"x"' + "}" * 24
+    assert deep.accepts(text) and not deep.accepts(text[:-1])
+
+
+def test_a_schema_nested_past_the_limit_is_one_schema_error_not_a_recursion_error() -> None:
+    with pytest.raises(SchemaError, match="nests more than 64 objects and arrays deep"):
+        Tool.from_schema("deep", "Deep.", _nested_objects(3000), lambda args: "")
+    with pytest.raises(SchemaError, match="nests more than 64"):
+        grammar_from_schema(_nested_objects(3000))

@@ -50,7 +50,7 @@ from tether.engine.schema_json import (
 from tether.engine.schema_pattern import pattern_node
 from tether.errors import GrammarError, SchemaError
 
-__all__ = ["MAX_NESTED_REPEAT_SIZE", "grammar_from_schema"]
+__all__ = ["MAX_NESTED_REPEAT_SIZE", "MAX_SCHEMA_DEPTH", "check_schema_depth", "grammar_from_schema"]
 
 MAX_NESTED_REPEAT_SIZE = 100
 """Largest product of nested repetition bounds an input grammar may have (see `nested_repeat_size`):
@@ -216,7 +216,9 @@ class _Converter:
             follow = Seq((SEP, member))
             after.append(Seq((follow, rest)) if must else Seq((Alt((follow, Lit(""))), rest)))
             first.append(Seq((member, rest)) if must else Alt((Seq((member, rest)), first[-1])))
-        return Seq((Lit("{"), first[-1], Lit("}")))
+        # a rule of its own, as an array's: inlined, the optional spaces of nested objects multiply the
+        # alternatives Lark expands in one rule (2 to the depth: 9 levels took 14 s to build a parser)
+        return self.rule(Seq((Lit("{"), first[-1], Lit("}"))), at.rstrip("."))
 
     def array(self, schema: Mapping[str, Any], at: str) -> Node:
         lo, hi = _whole(schema.get("minItems", 0)), schema.get("maxItems")
@@ -355,6 +357,26 @@ def _bound(schema: Mapping[str, Any], inclusive: str, exclusive: str, rounding: 
     return max(found) if step > 0 else min(found)
 
 
+MAX_SCHEMA_DEPTH = 64
+"""Most objects and arrays a schema may nest (real tool schemas: at most 7 in all of BFCL's); deeper, the
+JSON Schema validator and the converter would run out of recursion (a hostile MCP server's schema)."""
+
+
+def check_schema_depth(schema: Any, where: str = "input") -> None:
+    """SchemaError when `schema` nests objects and arrays more than MAX_SCHEMA_DEPTH deep (measured
+    without recursion, so any depth is measured)."""
+    stack = [(schema, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (Mapping, list)):
+            if depth > MAX_SCHEMA_DEPTH:
+                raise SchemaError(
+                    f"{where}: the schema nests more than {MAX_SCHEMA_DEPTH} objects and arrays deep", path=where
+                )
+            children = value.values() if isinstance(value, Mapping) else value
+            stack.extend((child, depth + 1) for child in children)
+
+
 def grammar_from_schema(schema: Mapping[str, Any] | bool, *, where: str = "input", plain: bool = False) -> Grammar:
     """The grammar (start rule `root`) of one line of compact JSON holding a value valid under `schema`.
 
@@ -362,6 +384,7 @@ def grammar_from_schema(schema: Mapping[str, Any] | bool, *, where: str = "input
     line, not a quoted JSON string (how a tool typed `Literal["C", "F"]` or a constrained `str` is
     called). SchemaError, naming the field's JSON path (or `where` for the whole schema), for what
     cannot be expressed, or what llama.cpp could not decode at a bounded cost."""
+    check_schema_depth(schema, where)
     converter = _Converter(schema, where)
     converter.rules["root"] = Lit("")
     converter.rules["root"] = converter.visit(schema, "", plain)

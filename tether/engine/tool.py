@@ -36,7 +36,7 @@ from tether.engine.gbnf import (
 )
 from tether.engine.protocol import ANSWER
 from tether.engine.run_state import RunState, bind_run_state
-from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, grammar_from_schema
+from tether.engine.schema import MAX_NESTED_REPEAT_SIZE, check_schema_depth, grammar_from_schema
 from tether.engine.schema_describe import describe_arguments
 from tether.engine.schema_example import example_from_schema
 from tether.engine.typed import TypedText, signature_model
@@ -170,6 +170,7 @@ class Tool:
         if self.grammar is not None:
             return None
         if self.input_schema is not None:
+            check_schema_depth(self.input_schema)  # before the validator, which recurses
             try:
                 jsonschema.validators.validator_for(self.input_schema).check_schema(self.input_schema)
             except jsonschema.SchemaError as exc:
