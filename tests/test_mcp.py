@@ -6,6 +6,7 @@ kills) the server; `tether ask --mcp` adds a server's tools. No test leaves a pr
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -326,6 +327,23 @@ def test_a_server_that_never_answers_times_out(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"did not answer within 0.5s"):
         MCPServer([sys.executable, str(silent)], connect_timeout_s=0.5)
     assert time.monotonic() - began < 10
+
+
+@pytest.mark.parametrize("connect_timeout_s", [0.01, 0.05, 0.3])
+def test_abandoning_a_connection_leaves_no_process_or_transport_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, connect_timeout_s: float
+) -> None:
+    """Regression: close() while still connecting once cancelled the session's task itself, which
+    defeats the SDK's shielded shutdown: the server's transport was left to the garbage collector."""
+    silent = tmp_path / "silent.py"
+    silent.write_text("import sys\nsys.stdin.read()\n")
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(f"{u.exc_type.__name__}: {u.exc_value}"))
+    for _ in range(10):
+        with pytest.raises(ConfigError, match="did not answer within"):
+            MCPServer([sys.executable, str(silent)], connect_timeout_s=connect_timeout_s)
+    gc.collect()
+    assert unraisable == []
 
 
 def test_a_tool_whose_schema_has_no_grammar_is_refused_or_left_out() -> None:

@@ -14,6 +14,7 @@ from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
+import anyio
 import mcp_types
 from mcp import Client
 from mcp.client.stdio import stdio_client
@@ -71,6 +72,7 @@ class MCPServer:
         self._closed = False
         self._client: Client | None = None
         self._stop = asyncio.Event()
+        self._scope: anyio.CancelScope | None = None  # the session's, on the loop thread
         # the server's stderr, kept for error messages (not the terminal's: the CLI's live view owns that)
         self._stderr = (
             tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115 -- closed by close()
@@ -127,13 +129,20 @@ class MCPServer:
 
     async def _hold_session(self) -> None:
         """Enter the session, list the tools, and hold the session open until `close` (the SDK wants a
-        session entered and exited by one task)."""
+        session entered and exited by one task). `close` cancels a connection still being made through
+        an anyio scope, never `task.cancel()`, which would defeat the SDK's shielded shutdown and leave
+        the server's process behind."""
         try:
-            async with self._client_for() as client:
-                listing = await list_tools(client)
-                self._client = client
-                self._listed.set_result(listing)
-                await self._stop.wait()
+            with anyio.CancelScope() as self._scope:
+                if self._stop.is_set():  # closed before this task first ran
+                    self._scope.cancel()
+                async with self._client_for() as client:
+                    listing = await list_tools(client)
+                    self._client = client
+                    self._listed.set_result(listing)
+                    await self._stop.wait()
+            if not self._listed.done():
+                self._listed.set_exception(ConnectionError("closed while connecting"))
         except BaseException as exc:  # a failure after the listing reaches the calls as a closed connection
             if not self._listed.done():
                 self._listed.set_exception(exc if isinstance(exc, Exception) else ConnectionError(repr(exc)))
@@ -216,8 +225,8 @@ class MCPServer:
 
         def stop() -> None:
             self._stop.set()
-            if not self._listed.done():  # still connecting: abandon it
-                self._session.cancel()
+            if not self._listed.done() and self._scope is not None:  # still connecting: abandon it
+                self._scope.cancel()
 
         with suppress(RuntimeError):  # RuntimeError: the loop has already ended
             self._loop.call_soon_threadsafe(stop)
