@@ -327,7 +327,7 @@ def test_a_wrong_command_names_the_line_column_and_the_commands_expected() -> No
         ("thought: x\nanswer: x\n", 1, 1, "found 't'"),
         ("Thought: x\nanswer x\n", 2, 1, "found 'a'"),
         ("Thought: x\nanswer: x", 2, 10, "found end of text"),
-        ("Thought: " + "x" * 201 + "\nanswer: x\n", 1, 210, "found 'x'"),
+        ("Thought: " + "x" * 601 + "\nanswer: x\n", 1, 610, "found 'x'"),
         ("Thought: x\ncalculate: 1 +\n", 2, 15, "found '\\n'"),
         ("", 1, 1, "found end of text"),
     ],

@@ -82,7 +82,7 @@ def invalid_steps(
 
     Every text is outside the language for a reason that follows from the step layout alone, not from
     asking the parser under test: a step is `"Thought: " thought "\\n" command ": " input "\\n"` where the
-    thought is 1-200 characters without a newline, so e.g. an action line that starts with no allowed
+    thought is one line of at least one character (at most Limits.max_thought_chars), so e.g. an action line that starts with no allowed
     `command: ` cannot be valid. `extra_line` is drawn only for commands whose input grammar cannot
     produce a newline (otherwise a second line may be a valid continuation of the input).
     """

@@ -13,10 +13,12 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel
 
+from tether.engine.controller import Limits
+from tether.engine.grammar import MAX_THOUGHT_CHARS
 from tether.text import clean_text
 from tether.tools import BUILTIN_TOOLS
 
-__all__ = ["TOOLS_HELP", "default_of", "finite", "server_options", "terminal_safe", "tool_names"]
+__all__ = ["TOOLS_HELP", "default_of", "finite", "server_options", "terminal_safe", "thought_option", "tool_names"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +36,17 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def default_of(record: type[BaseModel], field: str) -> Any:
     """A field's default, read from the record that owns it (Limits, EvalConfig), never restated."""
     return record.model_fields[field].default
+
+
+def thought_option(func: F) -> F:
+    """`--max-thought-chars`, the longest thought line (Limits.max_thought_chars), for ask and eval."""
+    return click.option(
+        "--max-thought-chars",
+        type=click.IntRange(1, MAX_THOUGHT_CHARS),
+        default=default_of(Limits, "max_thought_chars"),
+        show_default=True,
+        help="the longest thought line, in characters: room to reason before each action",
+    )(func)
 
 
 def tool_names(value: str) -> list[str]:

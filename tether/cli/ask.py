@@ -8,7 +8,15 @@ from contextlib import ExitStack
 
 import click
 
-from tether.cli._options import TOOLS_HELP, default_of, finite, server_options, terminal_safe, tool_names
+from tether.cli._options import (
+    TOOLS_HELP,
+    default_of,
+    finite,
+    server_options,
+    terminal_safe,
+    thought_option,
+    tool_names,
+)
 from tether.engine.answer import ANSWER_TYPES, AnswerType
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
@@ -26,6 +34,7 @@ __all__ = ["ask", "run_question"]
 @click.argument("question")
 @click.option("--model", help="a GGUF file or an installed model name (default: embedded SmolLM2-135M)")
 @click.option("--max-steps", type=click.IntRange(1, 100), default=default_of(Limits, "max_steps"), show_default=True)
+@thought_option
 @click.option("--tools", default=",".join(DEFAULT_TOOL_NAMES), show_default=True, help=TOOLS_HELP)
 @click.option("--no-grammar", is_flag=True, help="decode unconstrained; the validator alone judges each step")
 @click.option("--closed-book", is_flag=True, help="answer with no tools: reason in one pass, then one answer line")
@@ -71,6 +80,7 @@ def ask(
     question: str,
     model: str | None,
     max_steps: int,
+    max_thought_chars: int,
     tools: str,
     no_grammar: bool,
     closed_book: bool,
@@ -102,7 +112,13 @@ def ask(
         agent = Agent(
             backend,
             registry,
-            limits=Limits(max_steps=max_steps, time_limit_s=time_limit, act_first=act_first, fallback=fallback),
+            limits=Limits(
+                max_steps=max_steps,
+                max_thought_chars=max_thought_chars,
+                time_limit_s=time_limit,
+                act_first=act_first,
+                fallback=fallback,
+            ),
             mode=Mode.CLOSED_BOOK if closed_book else Mode.FREE if no_grammar else Mode.CONSTRAINED,
             answer_type=answer_type,
         )

@@ -11,7 +11,7 @@ from typing import Literal
 
 import click
 
-from tether.cli._options import default_of, server_options
+from tether.cli._options import default_of, server_options, thought_option
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.protocol import Mode
 from tether.evaluation.datasets import FORMATS, Format
@@ -48,6 +48,7 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     default=default_of(EvalConfig, "max_step_tokens"),
     show_default=True,
 )
+@thought_option
 @click.option("--seed", type=int, default=default_of(EvalConfig, "seed"), show_default=True)
 @click.option(
     "--time-limit",
@@ -104,6 +105,7 @@ def evaluate(
     limit: int | None,
     max_steps: int,
     max_step_tokens: int,
+    max_thought_chars: int,
     seed: int,
     time_limit: float,
     dataset_format: Format | None,
@@ -135,6 +137,7 @@ def evaluate(
         limit=limit,
         max_steps=max_steps,
         max_step_tokens=max_step_tokens,
+        max_thought_chars=max_thought_chars,
         seed=seed,
         time_limit_s=time_limit,
         prompt_style=prompt_style,

@@ -27,7 +27,7 @@ from tether.engine.events import (
     StepStarted,
     TextDelta,
 )
-from tether.engine.grammar import StepGrammar, compose_step_grammar
+from tether.engine.grammar import DEFAULT_THOUGHT_CHARS, MAX_THOUGHT_CHARS, StepGrammar, compose_step_grammar
 from tether.engine.loops import LoopDetector
 from tether.engine.prompt import PromptStyle, render_prompt, sanitise_observation
 from tether.engine.protocol import (
@@ -67,6 +67,8 @@ class Limits(BaseModel):
     max_steps: int = Field(8, ge=1)
     time_limit_s: float = Field(300.0, gt=0)  # wall clock for the whole run
     max_step_tokens: int = Field(512, ge=16)  # enough for the grammar's longest step
+    # The longest thought line: room for a few sentences of reasoning before each action.
+    max_thought_chars: int = Field(DEFAULT_THOUGHT_CHARS, ge=1, le=MAX_THOUGHT_CHARS)
     repeats_before_narrowing: int = Field(2, ge=1)  # repeated actions tolerated before `answer:` only
     # The first step must call a tool (its grammar leaves out `answer:`): small models otherwise answer
     # from memory ("17 * 23 = 322") before looking anything up. Off for agents whose questions may need no tool.
@@ -144,7 +146,13 @@ class Agent:
         self.grammars = self._compose_grammars()  # now, so a clash between tools' grammars fails here
 
     def _compose_grammars(self) -> dict[Restriction, StepGrammar]:
-        compose = partial(compose_step_grammar, self.tools, answer_type=self.answer_type, answer=self.answer_grammar)
+        compose = partial(
+            compose_step_grammar,
+            self.tools,
+            answer_type=self.answer_type,
+            answer=self.answer_grammar,
+            thought_chars=self.limits.max_thought_chars,
+        )
         full = compose()
         answer_only = compose(allowed=[ANSWER])
         tool_names = [t.name for t in self.tools]

@@ -11,11 +11,36 @@ from typing import ClassVar, Protocol
 import lark
 
 from tether.engine.answer import AnswerType, answer_grammar
-from tether.engine.gbnf import Alt, Grammar, Lit, Node, Ref, Seq, load_grammar_source, parse_gbnf_rules, syntax_problem
+from tether.engine.gbnf import (
+    Alt,
+    CharClass,
+    Grammar,
+    Lit,
+    Node,
+    Ref,
+    Repeat,
+    Seq,
+    load_grammar_source,
+    parse_gbnf_rules,
+    syntax_problem,
+)
 from tether.engine.protocol import ANSWER, Action
 from tether.errors import ConfigError, ParseError
 
-__all__ = ["StepGrammar", "ToolLike", "compose_step_grammar"]
+__all__ = [
+    "DEFAULT_THOUGHT_CHARS",
+    "MAX_THOUGHT_CHARS",
+    "StepGrammar",
+    "ToolLike",
+    "compose_step_grammar",
+    "thought_rule",
+]
+
+DEFAULT_THOUGHT_CHARS = 600
+"""The longest thought line by default: room for a few sentences of reasoning (what is known, what to
+work out next). Measured against 200 on GSM8K and SVAMP (README, "Room to reason")."""
+MAX_THOUGHT_CHARS = 2000
+"""The validator (an Earley parser) takes about 2 s over a thought this long; more would cost more."""
 
 
 class ToolLike(Protocol):
@@ -48,6 +73,14 @@ _RULE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 def _step_rules() -> dict[str, Node]:
     """The rules of the shipped step layout (`root`, `thought`), before the composer adds `action`."""
     return parse_gbnf_rules(load_grammar_source("step"))
+
+
+def thought_rule(max_chars: int) -> Node:
+    """`thought ::= [^\\n] [^\\n]{0,max_chars-1}`: one line of 1 to `max_chars` characters."""
+    return Seq((_LINE_CHAR, Repeat(_LINE_CHAR, 0, max_chars - 1)))
+
+
+_LINE_CHAR = CharClass((("\n", "\n"),), negated=True)
 
 
 def _action(commands: Iterable[str], input_rules: Mapping[str, str]) -> Node:
@@ -96,7 +129,8 @@ class StepGrammar:
             self.grammar.start == "root"
             and bool(self.commands)
             and self.input_rules.keys() == set(self.commands)
-            and all(rules.get(name) == node for name, node in _step_rules().items())
+            and all(rules.get(name) == node for name, node in _step_rules().items() if name != self.thought_rule)
+            and _is_thought_line(rules.get(self.thought_rule))
             and all(rule in rules for rule in self.input_rules.values())
             and rules.get("action") == _action(self.commands, self.input_rules)
         )
@@ -164,6 +198,14 @@ class StepGrammar:
         return Action(thought=thought, command=command, input=value)
 
 
+def _is_thought_line(node: Node | None) -> bool:
+    """Whether `node` is a `thought_rule` of some bound (what the shipped layout's thought may be)."""
+    match node:
+        case Seq((CharClass() as first, Repeat(CharClass() as rest, 0, int(hi)))):
+            return first == rest == _LINE_CHAR and hi < MAX_THOUGHT_CHARS
+    return False
+
+
 def _span(text: str, node: lark.Tree[lark.Token]) -> str:
     meta = node.meta
     return "" if meta.empty else text[meta.start_pos : meta.end_pos]
@@ -174,10 +216,14 @@ def compose_step_grammar(
     allowed: Sequence[str] | None = None,
     answer_type: AnswerType = "text",
     answer: Grammar | None = None,
+    thought_chars: int = DEFAULT_THOUGHT_CHARS,
 ) -> StepGrammar:
     """The step grammar for these tools plus `answer`; `allowed` narrows which commands it admits,
     `answer_type` what the answer may be (`tether.engine.answer`), and `answer`, where given, is the
-    answer's grammar instead (a typed output's, from `typed_answer_grammar`)."""
+    answer's grammar instead (a typed output's, from `typed_answer_grammar`); a thought is one line of
+    at most `thought_chars` characters."""
+    if not 1 <= thought_chars <= MAX_THOUGHT_CHARS:
+        raise ConfigError(f"thought_chars must be between 1 and {MAX_THOUGHT_CHARS}, not {thought_chars}")
     inputs: dict[str, Grammar] = {t.name: t.input_grammar for t in tools}
     # an answer cannot name a command: it cannot run on
     inputs[ANSWER] = answer if answer is not None else answer_grammar(inputs, answer_type)
@@ -185,7 +231,7 @@ def compose_step_grammar(
     unknown = [c for c in commands if c not in inputs]
     if unknown or not commands:
         raise ConfigError(f"cannot restrict the step grammar to unknown commands {unknown or '(none)'}")
-    rules = dict(_step_rules())
+    rules = {**_step_rules(), StepGrammar.thought_rule: thought_rule(thought_chars)}
     input_rules: dict[str, str] = {}
     for command in commands:
         sub = inputs[command].prefixed(_prefix(command))

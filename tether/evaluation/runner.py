@@ -83,6 +83,7 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1)
     max_steps: int = Field(6, ge=1)
     max_step_tokens: int = Field(256, ge=16)  # per step; a free-mode model may ramble until this cuts it
+    max_thought_chars: int = Field(Limits.model_fields["max_thought_chars"].default, ge=1)
     seed: int = 0
     time_limit_s: float = Field(120.0, gt=0)
     prompt_style: PromptStyle = "auto"
@@ -110,8 +111,8 @@ class EvalConfig(BaseModel):
         found = self.model_dump(
             mode="json",
             include={
-                "format", "max_steps", "max_step_tokens", "seed", "time_limit_s", "prompt_style", "fallback",
-                "vote", "temperature",
+                "format", "max_steps", "max_step_tokens", "max_thought_chars", "seed", "time_limit_s",
+                "prompt_style", "fallback", "vote", "temperature",
             },
         )  # fmt: skip
         found["kb"] = None if self.kb is None else str(self.kb.resolve())  # one pool per folder
@@ -477,6 +478,7 @@ def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backe
         limits=Limits(
             max_steps=config.max_steps,
             max_step_tokens=config.max_step_tokens,
+            max_thought_chars=config.max_thought_chars,
             time_limit_s=config.time_limit_s,
             fallback=config.fallback,
         ),
