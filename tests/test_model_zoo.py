@@ -178,8 +178,11 @@ def test_the_cache_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("TETHER_MODEL_DIR", str(tmp_path / "elsewhere"))
     assert model_zoo.cached_path("qwen2.5-coder-0.5b") == tmp_path / "elsewhere" / "qwen2.5-coder-0.5b.gguf"
     monkeypatch.delenv("TETHER_MODEL_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert model_zoo.model_dir() == tmp_path / "home" / ".cache" / "tether" / "models"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert model_zoo.model_dir() == tmp_path / "xdg" / "tether" / "models"
 
 
 def test_the_bundled_default_is_verified_in_place(cache: Path) -> None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tether import paths
 from tether.errors import ConfigError
 
 __all__ = ["BUILD_COMMAND", "PINNED_VERSION", "binary", "build", "cache_dir", "cmake_flags", "installed_binary"]
@@ -50,13 +51,7 @@ def _version() -> str:
 
 def cache_dir(version: str | None = None) -> Path:
     """Where the binary for this llama-cpp-python version lives (whether or not it is built yet)."""
-    configured = os.environ.get("TETHER_LLAMA_SERVER_DIR")
-    if configured:
-        root = Path(configured).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tether" / "llama-server"
-    return root / (version or _version())
+    return paths.cache_dir("llama-server", "TETHER_LLAMA_SERVER_DIR") / (version or _version())
 
 
 def installed_binary(version: str | None = None) -> Path | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from tether.engine.backends.llama_cpp import check_model_file
 from tether.errors import ConfigError, ModelFileError
+from tether.paths import cache_dir
 
 __all__ = [
     "DEFAULT_MODEL_FILE",
@@ -153,9 +153,9 @@ def spec(name: str) -> ModelSpec:
 
 
 def model_dir() -> Path:
-    """`$TETHER_MODEL_DIR`, or `~/.cache/tether/models`: assembled models are too big for site-packages."""
-    configured = os.environ.get("TETHER_MODEL_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tether" / "models"
+    """`$TETHER_MODEL_DIR`, or `${XDG_CACHE_HOME:-~/.cache}/tether/models`: assembled models are too big
+    for site-packages."""
+    return cache_dir("models", "TETHER_MODEL_DIR")
 
 
 def cached_path(name: str) -> Path:

@@ -82,9 +82,10 @@ def invalid_steps(
 
     Every text is outside the language for a reason that follows from the step layout alone, not from
     asking the parser under test: a step is `"Thought: " thought "\\n" command ": " input "\\n"` where the
-    thought is one line of at least one character (at most Limits.max_thought_chars), so e.g. an action line that starts with no allowed
-    `command: ` cannot be valid. `extra_line` is drawn only for commands whose input grammar cannot
-    produce a newline (otherwise a second line may be a valid continuation of the input).
+    thought is one line of at least one character (at most Limits.max_thought_chars), so e.g. an action
+    line that starts with no allowed `command: ` cannot be valid. `extra_line` is drawn only for commands
+    whose input grammar cannot produce a newline (otherwise a second line may be a valid continuation of
+    the input).
     """
     _check_layout(grammar)
     wanted = tuple(NEAR_MISSES if kinds is None else kinds)

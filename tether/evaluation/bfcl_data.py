@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tether.errors import DatasetError
+from tether.paths import cache_dir
 from tether.text import clean_text
 
 __all__ = [
@@ -50,11 +51,7 @@ class BfclItem(BaseModel):
 
 def data_dir() -> Path:
     """`$TETHER_DATA_DIR`, or `${XDG_CACHE_HOME:-~/.cache}/tether/data`: downloaded question sets."""
-    configured = os.environ.get("TETHER_DATA_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME")
-    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "tether" / "data"
+    return cache_dir("data", "TETHER_DATA_DIR")
 
 
 def fetch_command() -> str:
