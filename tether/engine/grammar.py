@@ -201,8 +201,8 @@ class StepGrammar:
 def _is_thought_line(node: Node | None) -> bool:
     """Whether `node` is a `thought_rule` of some bound (what the shipped layout's thought may be)."""
     match node:
-        case Seq((CharClass() as first, Repeat(CharClass() as rest, 0, int(hi)))):
-            return first == rest == _LINE_CHAR and hi < MAX_THOUGHT_CHARS
+        case Seq((_, Repeat(_, 0, int(hi)))):
+            return hi < MAX_THOUGHT_CHARS and node == thought_rule(hi + 1)
     return False
 
 

@@ -28,6 +28,7 @@ from tether.engine.backends.base import Backend, Sampling
 from tether.engine.backends.openai_server import ServerKind
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ObservationMade, RunFinished
+from tether.engine.grammar import MAX_THOUGHT_CHARS
 from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Step, StopReason, Trace
 from tether.engine.vote import normalise_answer, self_consistent
@@ -83,7 +84,7 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, ge=1)
     max_steps: int = Field(6, ge=1)
     max_step_tokens: int = Field(256, ge=16)  # per step; a free-mode model may ramble until this cuts it
-    max_thought_chars: int = Field(Limits.model_fields["max_thought_chars"].default, ge=1)
+    max_thought_chars: int = Field(Limits.model_fields["max_thought_chars"].default, ge=1, le=MAX_THOUGHT_CHARS)
     seed: int = 0
     time_limit_s: float = Field(120.0, gt=0)
     prompt_style: PromptStyle = "auto"
