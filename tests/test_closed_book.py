@@ -102,6 +102,23 @@ def test_closed_book_cut_by_its_budget_answers_from_a_forced_answer_line() -> No
     assert backend.grammars[1] == closed_book_grammar("text").continuation_gbnf
 
 
+def test_an_answer_begun_mid_line_ends_the_pass_at_its_line_end() -> None:
+    # Models write "the answer is: answer: 416"; only line starts used to count, so that line ran on.
+    text = "8 letters a week, 52 weeks.\nTherefore, the answer is: Answer: 416\n(digits only) answer: 416\n"
+    trace = Agent(ScriptedBackend(text), [], mode="closed-book", answer_type="number").run("q")
+    assert trace.answer == "416" and trace.stop_reason is StopReason.ANSWER
+    (only,) = trace.steps
+    assert only.raw_text == "8 letters a week, 52 weeks.\nTherefore, the answer is: Answer: 416\n"
+    assert only.action is not None and only.action.thought == "8 letters a week, 52 weeks.\nTherefore, the answer is:"
+
+
+def test_a_cut_inside_a_mid_line_answer_keeps_the_reasoning_before_it() -> None:
+    backend = ScriptedBackend("It is six.\nSo the answer: six hundred and", " 600\n")
+    trace = Agent(backend, [], mode="closed-book", limits=Limits(max_reasoning_tokens=30)).run("q")
+    assert trace.answer == "600" and trace.steps[0].raw_text == "It is six.\nSo the answer: 600\n"
+    assert backend.prompts[1].endswith("It is six.\nSo the answer:")
+
+
 def test_a_cut_inside_the_answer_line_rewrites_that_line() -> None:
     backend = ScriptedBackend("It is six.\nAnswer: six hundred and", " 600\n")
     trace = Agent(backend, [], mode="closed-book", limits=Limits(max_reasoning_tokens=23)).run("q")

@@ -4,10 +4,12 @@ Two paths share it: closed-book mode (no tools at all, the baseline an agent mus
 fallback, which answers a run that did not finish on its own (step limit, loop) from the question and
 what the run observed, given as numbered evidence lines, instead of a grammar-forced guess.
 
-The grammar admits free reasoning lines, none of which may start `answer:` (in any case), then exactly
-one `answer: <answer>` line in the answer grammar of the expected type. The pass is bounded by its
-token budget; if the budget cuts it before the answer line, the answer comes from a continuation
-that starts with `answer:` (the step is then `truncated`).
+The grammar admits free reasoning text in which `answer:` (in any case) does not occur; the first
+`answer:` begins the answer, `answer: <answer>` in the answer grammar of the expected type, and its
+line ends the text. Models often write it mid-line ("so the answer is: answer: 416"): when only a line
+could begin with it, such a line ran on ("(digits only, no units) (no units) ...") until the budget cut
+it. The pass is bounded by its token budget; if the budget cuts it before the answer, the answer comes
+from a continuation that starts with `answer:` (the step is then `truncated`).
 
 An agent's typed output narrows the answer line to that type's grammar (`answer`, with `answer_format`
 telling the model what to write), on both paths, as in the step grammar.
@@ -55,7 +57,7 @@ _ANSWER_FORMATS: dict[AnswerType, str] = {
     "short": "<a few words>",
 }
 _ANSWER_WORD = "answer"
-_ANSWER_LINE = re.compile(r"answer: ", re.IGNORECASE)  # how the final line opens (the grammar's `final`)
+_ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `s-6` colon)
 _CONTINUATION_TOKENS = 96  # an answer line after a cut: the answer grammar bounds it well below this
 
 
@@ -116,22 +118,26 @@ class ClosedBookGrammar:
 
     @cached_property
     def grammar(self) -> Grammar:
-        """root ::= line* final, where no line starts `answer:` and final is `answer: <answer>\\n`.
+        """root ::= block* prefix* "answer: " <answer> "\\n": the text before the answer cannot hold
+        `answer:` in any case.
 
-        A line is matched by a chain of rules over the letters of `answer:`: a character that leaves
-        the chain frees the rest of the line, so every choice is decided by the next character."""
+        A `prefix` is a start of `answer` ("a" to "answer"); a `block` is one character other than `a`,
+        or prefixes ending in a character that breaks the last one (neither its next letter nor an `a`,
+        which starts another). Every `a` starts a prefix, so each text splits one way."""
         answer = self._answer()
         rules: dict[str, Node] = dict(answer.rules)
-        rules["rest"] = Seq((Repeat(_not("\n"), 0, None), Lit("\n")))
-        word = _ANSWER_WORD + ":"
-        for k, ch in enumerate(word):
-            options: list[Node] = [Lit("\n"), Seq((_not(ch.upper() + ch.lower() + "\n"), Ref("rest")))]
-            if k + 1 < len(word):
-                options.append(Seq((_either_case(ch), Ref(f"line-{k + 1}"))))
-            rules[f"line-{k}" if k else "line"] = Alt(tuple(options))
-        opening = tuple(_either_case(ch) for ch in _ANSWER_WORD)
-        rules["final"] = Seq((*opening, Lit(": "), Ref(answer.start), Lit("\n")))
-        rules["root"] = Seq((Repeat(Ref("line"), 0, None), Ref("final")))
+        letters = [_either_case(ch) for ch in _ANSWER_WORD]
+        starts = _ANSWER_WORD[0].upper() + _ANSWER_WORD[0].lower()
+        prefix: Node = letters[-1]
+        broken: Node = Seq((letters[-1], _not(":" + starts)))
+        for k in range(len(_ANSWER_WORD) - 2, -1, -1):  # inside out: a prefix of the letters from k on
+            nxt = _ANSWER_WORD[k + 1]
+            prefix = Seq((letters[k], Repeat(prefix, 0, 1)))
+            broken = Seq((letters[k], Alt((_not(nxt.upper() + nxt.lower() + starts), broken))))
+        rules["prefix"] = prefix
+        rules["block"] = Alt((_not(starts), Seq((Repeat(Ref("prefix"), 0, None), broken))))
+        opening = Seq((*letters, Lit(": ")))
+        rules["root"] = Seq((Repeat(Ref("block"), 0, None), Repeat(Ref("prefix"), 0, None), opening, Ref(answer.start), Lit("\n")))
         return Grammar(rules, "root")
 
     @cached_property
@@ -158,8 +164,9 @@ class ClosedBookGrammar:
             raise ParseError(
                 f"invalid closed-book answer {problem}", text=text, position=problem.position, expected=problem.expected
             ) from None
-        reasoning, _, last = text[:-1].rpartition("\n")
-        return Action(thought=reasoning, command=ANSWER, input=last[len(_ANSWER_WORD) + 1 :].strip())
+        opening = _ANSWER_OPENING.search(text)
+        assert opening is not None  # the grammar ends every text with the answer
+        return Action(thought=text[: opening.start()].rstrip(), command=ANSWER, input=text[opening.end() :].strip(" \n"))
 
 
 @cache
@@ -244,8 +251,11 @@ def closed_book_pass(
 
 
 def _reasoning_before_cut(text: str) -> str:
-    """The cut text's reasoning as whole lines: a cut last line ends here, unless it had begun the
-    answer line (then it is dropped, and the continuation writes that line)."""
+    """The cut text's reasoning: the text before a begun answer (the continuation writes the answer);
+    else whole lines, a cut last line ending here unless it was the start of `answer:` (then dropped)."""
+    opening = _ANSWER_OPENING.search(text)
+    if opening is not None:
+        return text[: opening.start()]
     head, _, last = text.rpartition("\n")
     kept = head + "\n" if head or text.startswith("\n") else ""
     if last and not _ANSWER_WORD.startswith(last[: len(_ANSWER_WORD)].casefold()):
@@ -280,7 +290,7 @@ def _decode(
             text += piece
             while (end := text.find("\n", line_start)) != -1:  # each line this piece completed
                 line, line_start = text[line_start:end], end + 1
-                if continuation or _ANSWER_LINE.match(line):
+                if continuation or _ANSWER_OPENING.search(line):
                     piece, text, complete = piece[: len(piece) - (len(text) - line_start)], text[:line_start], True
                     break
             if piece:
@@ -301,7 +311,7 @@ def _decode(
             setattr(tokens, name, getattr(tokens, name) + getattr(stats, name))
     cut = not complete and (len(text) >= max_chars or stats.sampled + stats.forced >= max_tokens)
     if not complete and not cut:  # the model ended the text itself: a last line without its newline counts
-        complete = bool(text) if continuation else bool(_ANSWER_LINE.match(text[line_start:]))
+        complete = bool(text) if continuation else bool(_ANSWER_OPENING.search(text[line_start:]))
     return _Decoded(text, complete, cut)
 
 
