@@ -8,12 +8,14 @@ import asyncio
 import json
 import math
 import time
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakebackends import FakeFloodBackend
 
+import tether.text
 from tether import Agent, ConfigError, Limits, ScriptedBackend, StopReason, Tool, tool
 from tether.engine.answer import ANSWER_MAX_WORDS, answer_grammar
 from tether.engine.gbnf import llama_cpp_accepts
@@ -192,18 +194,24 @@ def test_b9_a_tool_that_exits_becomes_an_observation(exit_with: BaseException) -
 # --- size and time bounds (B5, S11, S13) -------------------------------------------------------------------
 
 
-def test_b5_a_huge_tool_output_is_capped_without_walking_all_of_it() -> None:
+def test_b5_a_huge_tool_output_is_capped_without_walking_all_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     @tool(example="x")
     def big(text: str) -> str:
         """Returns 100 MB."""
         return "A" * 100_000_000
 
-    began = time.monotonic()
-    trace = Agent(ScriptedBackend(step("big", "x"), step("answer", "ok")), [big], limits=Limits(time_limit_s=3)).run(
-        "q"
-    )
-    assert len(trace.steps[0].observation or "") <= 600
-    assert time.monotonic() - began < 3  # was 9.5 s: the whole output was cleaned before the cap
+    examined: list[str] = []  # every character the cleaning looked at (it took 9.5 s to clean all of them)
+
+    class CountingUnicodedata:
+        @staticmethod
+        def category(ch: str) -> str:
+            examined.append(ch)
+            return unicodedata.category(ch)
+
+    monkeypatch.setattr(tether.text, "unicodedata", CountingUnicodedata)
+    trace = Agent(ScriptedBackend(step("big", "x"), step("answer", "ok")), [big]).run("q")
+    assert len(trace.steps[0].observation or "") <= 600 and trace.answer == "ok"
+    assert 0 < len(examined) < 10_000
 
 
 def test_b5_sanitise_marks_a_cut_even_when_the_head_is_blank() -> None:
@@ -223,11 +231,11 @@ def test_s11_a_flood_of_text_is_cut_to_the_steps_budget_and_not_resent() -> None
 def test_s13_a_runaway_calculate_line_is_cut_before_validation() -> None:
     text = "Thought: go\ncalculate: " + "1**-" * 1500 + "1\n"
     limits = Limits(max_steps=2, max_step_tokens=1024)  # the scripted model spends a token a character
-    began = time.monotonic()
     trace = Agent(ScriptedBackend(text, step("answer", "1")), resolve_tools(["calculate"]), limits=limits).run("q")
+    # 6 KB of this took 90 s to validate: only the cut 1 KB reaches the validator (the step's text)
     assert len(trace.steps[0].raw_text) == 1024 and trace.steps[0].truncated
     assert "was not run" in (trace.steps[0].error or "") or trace.steps[0].action is None
-    assert time.monotonic() - began < 10  # 6 KB of this took 90 s: now cut, and validated in linear time
+    assert trace.answer == "1"
 
 
 # --- bad configuration is a ConfigError (L9, R10) -----------------------------------------------------------

@@ -50,7 +50,9 @@ def test_every_step_the_typed_grammar_produces_parses_as_its_type(answer_type: A
     @given(valid_steps(grammar))
     def check(text: str) -> None:
         action = grammar.parse(text)
-        assert action.command == "answer" and means_its_type(action.input.strip(" "), answer_type)  # spaces pad an answer
+        assert action.command == "answer" and means_its_type(
+            action.input.strip(" "), answer_type
+        )  # spaces pad an answer
 
     check()
 
@@ -106,6 +108,9 @@ def test_every_plain_number_is_a_number_answer(typed: dict[str, StepGrammar]) ->
         ("short", " ".join(["word"] * (SHORT_ANSWER_MAX_WORDS + 1))),
         ("short", "42 answer: 42"),
         ("text", "1,000 answer: 1,000"),
+        ("short", "answer to the question is: Jack Lemmon"),
+        ("text", "ANSWER is Paris"),
+        ("text", "Answer"),
     ],
 )
 def test_typed_near_misses_are_refused(typed: dict[str, StepGrammar], answer_type: str, answer: str) -> None:
@@ -120,6 +125,7 @@ def test_typed_near_misses_are_refused(typed: dict[str, StepGrammar], answer_typ
     [
         *[("number", "57"), ("number", "-1,234.5"), ("number", "+0.25"), ("yes-no", "Yes"), ("yes-no", "NO")],
         *[("short", "the Glass Orchard"), ("short", " ".join(["w"] * SHORT_ANSWER_MAX_WORDS))],
+        *[("short", "Answers Unlimited"), ("short", "an answer"), ("short", "The answer")],
     ],
 )
 def test_typed_answers_are_in_their_grammar(typed: dict[str, StepGrammar], answer_type: str, answer: str) -> None:

@@ -224,7 +224,7 @@ def test_s18_a_time_limit_that_is_not_finite_is_one_line(capsys: pytest.CaptureF
 def test_s17_ctrl_c_during_a_hung_request_aborts_with_130() -> None:
     with FakeServer(openai_mode("hang")) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tether.cli", "ask", "q", "--server", server.url],
+            [sys.executable, "-X", "faulthandler", "-m", "tether.cli", "ask", "q", "--server", server.url],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -234,7 +234,12 @@ def test_s17_ctrl_c_during_a_hung_request_aborts_with_130() -> None:
             time.sleep(0.05)
         assert server.requests, "the request never arrived"
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # say where it hangs: faulthandler dumps every thread on SIGABRT
+            process.send_signal(signal.SIGABRT)
+            _, err = process.communicate(timeout=30)
+            pytest.fail(f"still running 30 s after Ctrl-C; its threads:\n{err}")
     assert process.returncode == 130 and err.endswith("error: aborted\n") and "Traceback" not in err
 
 

@@ -10,6 +10,10 @@ word that leaves the trie is free for the rest of its length, and the colon afte
 has no rule. Every choice is decided by the next character, so llama.cpp keeps one grammar stack,
 and the Lark validator accepts exactly the same language.
 
+The first word may not be `answer` itself either ("answer: answer to the question is: Jack Lemmon" was
+a small model's most common closed-book answer): on the trie's path to `answer`, the first word has its
+own rules (`first-*`), and the node after the last letter must go on to another letter ("answers").
+
 An answer may be narrowed to an expected type (`AnswerType`): `number` (an optional sign, digits with
 optional thousands commas, optional decimals; no units, so "57 stickers" cannot be written), `yes-no`
 (`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words), or `text`
@@ -109,22 +113,33 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
     for node, edges in enumerate(children):
         for child in edges.values():
             depth[child] = depth[node] + 1
+    first_word = [0]  # the nodes on the path to "answer", which the first word may not end at
+    for ch in ANSWER:
+        first_word.append(children[first_word[-1]][ch])
     rules: dict[str, Node] = {}
-    for node, edges in enumerate(children):
-        if not edges:
-            continue  # a complete "name:": no way on, so it cannot be written
-        followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
-        options: list[Node] = [Seq((_either_case(ch), Ref(f"w-{child}"))) for ch, child in edges.items() if ch != ":"]
-        tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
-        rules.setdefault(tail, Repeat(_chars(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
-        options.append(Seq((_chars(_SPACES + "".join(followed), negated=True), Ref(tail))))
-        body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
-        rules[f"w-{node}"] = body if node == 0 else Repeat(body, 0, 1)  # past the first letter a word may end
+
+    def name(node: int, first: bool) -> str:
+        return f"first-{node}" if first and node in first_word else f"w-{node}"
+
+    for first in (False, True):
+        for node, edges in enumerate(children):
+            if not edges or name(node, first) in rules:
+                continue  # a complete "name:": no way on, so it cannot be written
+            followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
+            options: list[Node] = [
+                Seq((_either_case(ch), Ref(name(child, first)))) for ch, child in edges.items() if ch != ":"
+            ]
+            tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
+            rules.setdefault(tail, Repeat(_chars(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
+            options.append(Seq((_chars(_SPACES + "".join(followed), negated=True), Ref(tail))))
+            body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
+            may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
+            rules[name(node, first)] = Repeat(body, 0, 1) if may_end else body
     word_gap = Repeat(Lit(" "), 1, 2)
     rules["root"] = Seq(
         (
             Repeat(Lit(" "), 0, 2),
-            Ref("w-0"),
+            Ref("first-0"),
             Repeat(Seq((word_gap, Ref("w-0"))), 0, max_words - 1),
             Repeat(Lit(" "), 0, 2),
         )

@@ -54,7 +54,7 @@ _ANSWER_FORMATS: dict[AnswerType, str] = {
     "text": "<short final answer>",
     "number": "<number> (digits only, no units)",
     "yes-no": "yes or no",
-    "short": "<a few words>",
+    "short": "<the answer alone: a name, a place, a date, a number or yes/no, not a sentence>",
 }
 _ANSWER_WORD = "answer"
 _ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `s-6` colon)
@@ -137,7 +137,9 @@ class ClosedBookGrammar:
         rules["prefix"] = prefix
         rules["block"] = Alt((_not(starts), Seq((Repeat(Ref("prefix"), 0, None), broken))))
         opening = Seq((*letters, Lit(": ")))
-        rules["root"] = Seq((Repeat(Ref("block"), 0, None), Repeat(Ref("prefix"), 0, None), opening, Ref(answer.start), Lit("\n")))
+        rules["root"] = Seq(
+            (Repeat(Ref("block"), 0, None), Repeat(Ref("prefix"), 0, None), opening, Ref(answer.start), Lit("\n"))
+        )
         return Grammar(rules, "root")
 
     @cached_property
@@ -166,7 +168,9 @@ class ClosedBookGrammar:
             ) from None
         opening = _ANSWER_OPENING.search(text)
         assert opening is not None  # the grammar ends every text with the answer
-        return Action(thought=text[: opening.start()].rstrip(), command=ANSWER, input=text[opening.end() :].strip(" \n"))
+        return Action(
+            thought=text[: opening.start()].rstrip(), command=ANSWER, input=text[opening.end() :].strip(" \n")
+        )
 
 
 @cache
