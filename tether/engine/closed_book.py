@@ -50,11 +50,11 @@ EVIDENCE_MAX_LINES = 12
 EVIDENCE_LINE_CHARS = 300
 _INSTRUCTIONS = resources.files("tether.prompts").joinpath("closed_book.txt").read_text("utf-8")
 _EVIDENCE_HEADING = "Notes from an earlier search for this question (they may be incomplete; use what helps):"
-_ANSWER_FORMATS: dict[AnswerType, str] = {  # a placeholder alone gets copied ("answer: answer to the question is")
-    "text": 'a short final answer, as in "answer: Paris"',
-    "number": 'the number alone, digits only and no units, as in "answer: 42"',
-    "yes-no": 'yes or no, as in "answer: yes"',
-    "short": 'the answer alone (a name, a place, a date, a number, yes or no; not a sentence), as in "answer: Paris"',
+_ANSWER_FORMATS: dict[AnswerType, str] = {
+    "text": "<short final answer>",
+    "number": "<number> (digits only, no units)",
+    "yes-no": "yes or no",
+    "short": "<the answer alone: a name, a place, a date, a number or yes/no, not a sentence>",
 }
 _ANSWER_WORD = "answer"
 _ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `s-6` colon)
