@@ -118,23 +118,23 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
         first_word.append(children[first_word[-1]][ch])
     rules: dict[str, Node] = {}
 
-    def name(node: int, first: bool) -> str:
+    def rule_of(node: int, first: bool) -> str:
         return f"first-{node}" if first and node in first_word else f"w-{node}"
 
     for first in (False, True):
         for node, edges in enumerate(children):
-            if not edges or name(node, first) in rules:
+            if not edges or rule_of(node, first) in rules:
                 continue  # a complete "name:": no way on, so it cannot be written
             followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
             options: list[Node] = [
-                Seq((_either_case(ch), Ref(name(child, first)))) for ch, child in edges.items() if ch != ":"
+                Seq((_either_case(ch), Ref(rule_of(child, first)))) for ch, child in edges.items() if ch != ":"
             ]
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
             rules.setdefault(tail, Repeat(_chars(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
             options.append(Seq((_chars(_SPACES + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
             may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
-            rules[name(node, first)] = Repeat(body, 0, 1) if may_end else body
+            rules[rule_of(node, first)] = Repeat(body, 0, 1) if may_end else body
     word_gap = Repeat(Lit(" "), 1, 2)
     rules["root"] = Seq(
         (
