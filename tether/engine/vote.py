@@ -11,6 +11,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel
@@ -19,7 +20,7 @@ from tether.engine.controller import Agent
 from tether.engine.protocol import Trace
 from tether.errors import ConfigError
 
-__all__ = ["Voted", "normalise_answer", "self_consistent"]
+__all__ = ["Voted", "majority", "normalise_answer", "self_consistent"]
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -64,8 +65,14 @@ def self_consistent(agent: Agent, question: str, *, k: int, temperature: float =
         run = copy.copy(agent)  # the same backend, tools and grammars; only the sampling differs
         run.sampling = agent.sampling.model_copy(update={"temperature": temperature, "seed": seed})
         traces.append(run.run(question))
+    winner, votes = majority(traces)
+    return Voted(answer=winner, votes=votes, traces=traces, elapsed_s=time.monotonic() - began)
+
+
+def majority(traces: Sequence[Trace]) -> tuple[str | None, dict[str, int]]:
+    """The vote over these runs: the winning answer (None when none answered) and the count of each
+    normalised answer; a tie goes to the answer of the earliest run among the tied."""
     answered = [(normalise_answer(t.answer), t.answer) for t in traces if t.answer is not None]
     votes = Counter(key for key, _ in answered)
     best = max(votes.values(), default=0)
-    winner = next((answer for key, answer in answered if votes[key] == best), None)
-    return Voted(answer=winner, votes=dict(votes), traces=traces, elapsed_s=time.monotonic() - began)
+    return next((answer for key, answer in answered if votes[key] == best), None), dict(votes)
