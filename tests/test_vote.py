@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tether import Agent, ConfigError, Limits, Sampling, ScriptedBackend, Voted, self_consistent
-from tether.engine.vote import normalise_answer
+from tether.engine.vote import majority, normalise_answer
 
 
 class FakeSampledBackend(ScriptedBackend):
@@ -64,6 +64,15 @@ def test_k_runs_with_seeds_vote_for_the_majority() -> None:
 def test_a_tie_goes_to_the_earliest_run_among_the_tied() -> None:
     voted = self_consistent(closed_book("y", "x", "x", "y"), "q", k=4)
     assert voted.answer == "y" and voted.votes == {"y": 2, "x": 2}
+
+
+def test_the_vote_over_the_first_runs_is_the_vote_of_that_many_runs() -> None:
+    answers = ("7", "8", "8", "7", "7")
+    voted = self_consistent(closed_book(*answers), "q", k=5)
+    for k in (1, 3, 5):
+        fewer = self_consistent(closed_book(*answers), "q", k=k)
+        assert majority(voted.traces[:k]) == (fewer.answer, fewer.votes)
+    assert [majority(voted.traces[:k])[0] for k in (1, 3, 5)] == ["7", "8", "7"]
 
 
 def test_runs_without_an_answer_do_not_vote() -> None:
