@@ -97,12 +97,10 @@ def test_every_plain_number_is_a_number_answer(typed: dict[str, StepGrammar]) ->
         ("number", "fifty-seven"),
         ("number", "1,0000"),
         ("number", "1,00"),
-        ("number", "57."),
         ("number", "1.5.2"),
         ("number", "2 + 2"),
         ("number", "9" * 19),
         ("yes-no", "maybe"),
-        ("yes-no", "yes."),
         ("yes-no", "yes, it is"),
         ("yes-no", "y"),
         ("short", " ".join(["word"] * (SHORT_ANSWER_MAX_WORDS + 1))),
@@ -118,6 +116,30 @@ def test_typed_near_misses_are_refused(typed: dict[str, StepGrammar], answer_typ
         typed[answer_type].parse(f"Thought: done\nanswer: {answer}\n")
     with pytest.raises(ParseError):
         closed_book_grammar(answer_type).parse(f"Some reasoning.\nanswer: {answer}\n")
+
+
+@pytest.mark.parametrize(("answer_type", "answer"), [("number", "57."), ("yes-no", "yes.")])
+def test_a_step_answer_with_a_closing_point_is_refused(
+    typed: dict[str, StepGrammar], answer_type: str, answer: str
+) -> None:
+    with pytest.raises(ParseError):  # a closed-book answer may end with one (below); a step's may not
+        typed[answer_type].parse(f"Thought: done\nanswer: {answer}\n")
+
+
+@pytest.mark.parametrize(
+    ("line", "answer_type", "answer"),
+    [
+        ("So (answer: 63)", "number", "63"),
+        ("answer: 57.", "number", "57"),
+        ("answer: 2.5).", "number", "2.5"),
+        ("Thus (answer: yes).", "yes-no", "yes"),
+        ('answer: "The Wall"', "short", '"The Wall"'),
+    ],
+)
+def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(
+    line: str, answer_type: AnswerType, answer: str
+) -> None:
+    assert closed_book_grammar(answer_type).parse(f"Reasoning.\n{line}\n").input == answer
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,8 @@ _ANSWER_FORMATS: dict[AnswerType, str] = {
 }
 _ANSWER_WORD = "answer"
 _ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `s-6` colon)
+# What may close the answer before its newline: refused, ")" made "(answer: 63" go on as 63,000,000,...
+_CLOSERS = ")]}.*\"'`"
 _CONTINUATION_TOKENS = 96  # an answer line after a cut: the answer grammar bounds it well below this
 
 
@@ -113,8 +115,12 @@ class ClosedBookGrammar:
     answer: Grammar | None = None
 
     def _answer(self) -> Grammar:
+        """The answer's rules, plus `closing`: up to three closing marks (not part of the answer),
+        then the newline."""
         found = self.answer if self.answer is not None else answer_grammar((), self.answer_type)
-        return found.prefixed("answer")
+        answer = found.prefixed("answer")
+        end = Seq((Repeat(CharClass(tuple((c, c) for c in _CLOSERS)), 0, 3), Lit("\n")))
+        return Grammar({**answer.rules, "closing": end}, answer.start)
 
     @cached_property
     def grammar(self) -> Grammar:
@@ -138,7 +144,13 @@ class ClosedBookGrammar:
         rules["block"] = Alt((_not(starts), Seq((Repeat(Ref("prefix"), 0, None), broken))))
         opening = Seq((*letters, Lit(": ")))
         rules["root"] = Seq(
-            (Repeat(Ref("block"), 0, None), Repeat(Ref("prefix"), 0, None), opening, Ref(answer.start), Lit("\n"))
+            (
+                Repeat(Ref("block"), 0, None),
+                Repeat(Ref("prefix"), 0, None),
+                opening,
+                Ref(answer.start),
+                Ref("closing"),
+            )
         )
         return Grammar(rules, "root")
 
@@ -146,7 +158,7 @@ class ClosedBookGrammar:
     def continuation(self) -> Grammar:
         """What follows a prompt that ends `answer:`: the answer, then the end of the line."""
         answer = self._answer()
-        return Grammar({**answer.rules, "root": Seq((Lit(" "), Ref(answer.start), Lit("\n")))}, "root")
+        return Grammar({**answer.rules, "root": Seq((Lit(" "), Ref(answer.start), Ref("closing")))}, "root")
 
     @cached_property
     def gbnf(self) -> str:
@@ -160,7 +172,7 @@ class ClosedBookGrammar:
         """The reasoning (as the thought) and the answer in `text`, or ParseError saying where it left
         the grammar."""
         try:
-            self.grammar.parser.parse(text)
+            tree = self.grammar.parser.parse(text)
         except lark.UnexpectedInput as exc:
             problem = syntax_problem(text, exc, self.grammar.parser)
             raise ParseError(
@@ -168,9 +180,9 @@ class ClosedBookGrammar:
             ) from None
         opening = _ANSWER_OPENING.search(text)
         assert opening is not None  # the grammar ends every text with the answer
-        return Action(
-            thought=text[: opening.start()].rstrip(), command=ANSWER, input=text[opening.end() :].strip(" \n")
-        )
+        (answer,) = tree.find_data(self.grammar.lark_rule(self._answer().start))  # its closing marks left out
+        value = text[answer.meta.start_pos : answer.meta.end_pos]
+        return Action(thought=text[: opening.start()].rstrip(), command=ANSWER, input=value.strip(" "))
 
 
 @cache
