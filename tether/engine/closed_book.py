@@ -57,7 +57,7 @@ _ANSWER_FORMATS: dict[AnswerType, str] = {
     "short": "<the answer alone: a name, a place, a date, a number or yes/no, not a sentence>",
 }
 _ANSWER_WORD = "answer"
-_ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `s-6` colon)
+_ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `opening`)
 # What may close the answer before its newline: refused, ")" made "(answer: 63" go on as 63,000,000,...
 _CLOSERS = ")]}.*\"'`"
 _CONTINUATION_TOKENS = 96  # an answer line after a cut: the answer grammar bounds it well below this
@@ -114,6 +114,7 @@ class ClosedBookGrammar:
     answer_type: AnswerType
     answer: Grammar | None = None
 
+    @cached_property
     def _answer(self) -> Grammar:
         """The answer's rules, plus `closing`: up to three closing marks (not part of the answer),
         then the newline."""
@@ -130,7 +131,7 @@ class ClosedBookGrammar:
         A `prefix` is a start of `answer` ("a" to "answer"); a `block` is one character other than `a`,
         or prefixes ending in a character that breaks the last one (neither its next letter nor an `a`,
         which starts another). Every `a` starts a prefix, so each text splits one way."""
-        answer = self._answer()
+        answer = self._answer
         rules: dict[str, Node] = dict(answer.rules)
         letters = [_either_case(ch) for ch in _ANSWER_WORD]
         starts = _ANSWER_WORD[0].upper() + _ANSWER_WORD[0].lower()
@@ -157,7 +158,7 @@ class ClosedBookGrammar:
     @cached_property
     def continuation(self) -> Grammar:
         """What follows a prompt that ends `answer:`: the answer, then the end of the line."""
-        answer = self._answer()
+        answer = self._answer
         return Grammar({**answer.rules, "root": Seq((Lit(" "), Ref(answer.start), Ref("closing")))}, "root")
 
     @cached_property
@@ -180,7 +181,7 @@ class ClosedBookGrammar:
             ) from None
         opening = _ANSWER_OPENING.search(text)
         assert opening is not None  # the grammar ends every text with the answer
-        (answer,) = tree.find_data(self.grammar.lark_rule(self._answer().start))  # its closing marks left out
+        (answer,) = tree.find_data(self.grammar.lark_rule(self._answer.start))  # its closing marks left out
         value = text[answer.meta.start_pos : answer.meta.end_pos]
         return Action(thought=text[: opening.start()].rstrip(), command=ANSWER, input=value.strip(" "))
 
