@@ -16,6 +16,7 @@ import pytest
 from tether.corpus import Corpus, Document, Hit, build_corpus, fts_query, split_sentences, title_key
 from tether.engine.tool import ToolRegistry
 from tether.errors import ConfigError, ToolError
+from tether.tools._encyclopedia import closest_pages
 from tether.tools.corpus_tool import make_corpus_tools
 
 HOTPOT_53 = Path("/work/shared/data/hotpotqa_dev_distractor_first53.json")
@@ -422,11 +423,37 @@ def test_wikipedia_opens_pages(kb: Corpus) -> None:
     assert wikipedia("Doctor Strange director").startswith("Doctor Strange (2016 film): ")  # names the page
 
 
+def test_a_miss_quotes_each_close_page_at_its_sentence_nearest_the_query(kb: Corpus) -> None:
+    wikipedia, lookup = make_corpus_tools(kb)
+    closest = wikipedia("ants and termites of Africa")
+    entries = closest.removeprefix("No page titled 'ants and termites of Africa'. Closest pages: ").split(" | ")
+    # the page's second sentence shares more of the query's words than its first
+    assert entries[0] == "Aardvark: It feeds almost exclusively on ants and termites."
+    assert len(entries) <= 5 and len(closest) <= 600
+    with pytest.raises(ToolError, match="no page is open"):  # a miss opens nothing
+        lookup("termites")
+
+
+def test_a_long_sentence_is_shown_from_near_the_query_words() -> None:
+    sentence = "Roland Bailey Jr. is a former American football cornerback who played college football for " \
+        "Georgia, where he earned honours, and was drafted by the Washington Redskins in the first round."
+    at = sentence.index("Washington")
+    line = closest_pages("Washington Redskins", [("Champ Bailey", sentence, at)] * 5, max_chars=600)
+    first = line.removeprefix("No page titled 'Washington Redskins'. Closest pages: ").split(" | ")[0]
+    assert first.startswith("Champ Bailey: …") and "drafted by the Washington Redskins" in first
+    assert len(first) <= (600 - len("No page titled 'Washington Redskins'. Closest pages: ")) // 5
+    short = closest_pages("x", [("T", "A short sentence.", 2)], max_chars=600)
+    assert short == "No page titled 'x'. Closest pages: T: A short sentence."  # nothing to cut, nothing cut
+
+
 def test_wikipedia_ambiguous_similar_and_nothing(kb: Corpus) -> None:
     wikipedia, _ = make_corpus_tools(kb)
     assert wikipedia("Mercury") == "'Mercury' is ambiguous; it may refer to: Mercury (planet); Mercury (element)."
-    similar = wikipedia("burrowing mammal in Africa")
-    assert similar.startswith("No page titled 'burrowing mammal in Africa'. Similar: Aardvark")
+    closest = wikipedia("burrowing mammal in Africa")
+    assert closest.startswith(
+        "No page titled 'burrowing mammal in Africa'. Closest pages: Aardvark: The aardvark is a medium-sized "
+        "burrowing nocturnal mammal native to Africa."
+    )
     with pytest.raises(ToolError, match="nothing in the offline encyclopedia matches"):
         wikipedia("qwertyuiop")
     with pytest.raises(ToolError, match="needs a page title"):

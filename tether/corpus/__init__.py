@@ -2,7 +2,7 @@
 
     stats = build_corpus(Path("hotpot.json"), Path("kb.sqlite"))   # JSONL, JSON list, or HotpotQA
     kb = Corpus("kb.sqlite")
-    kb.search("Who directed Ed Wood?", k=5)  -> [Hit(title, text, score), ...]  (best first)
+    kb.search("Who directed Ed Wood?", k=5)  -> [Hit(title, sentences, score), ...]  (best first)
     kb.get("ed wood")                        -> Document | None  (exact, then case-insensitive)
 
 One job per module: `text` (cleaning, sentences, title keys, safe FTS5 queries), `readers` (the

@@ -36,11 +36,15 @@ class Document:
 
 @dataclass(frozen=True)
 class Hit:
-    """A search result; `score` is the negated BM25 (higher is better)."""
+    """A search result: a paragraph and its `score`, the negated BM25 (higher is better)."""
 
     title: str
-    text: str
+    sentences: tuple[str, ...]
     score: float
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
 
 
 class Corpus:
@@ -109,7 +113,7 @@ class Corpus:
             "JOIN docs d ON d.id = h.rowid ORDER BY h.rank, d.id",
             (TITLE_WEIGHT, BODY_WEIGHT, match, k),
         )
-        return [Hit(title, body.replace("\n", " "), -float(rank)) for title, body, rank in rows]
+        return [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
 
     def get(self, title: str) -> Document | None:
         """The paragraph with exactly this title, else one whose title matches it case-insensitively

@@ -23,6 +23,7 @@ __all__ = [
     "LookupCursor",
     "OpenPage",
     "ambiguous",
+    "closest_pages",
     "first_sentences",
     "nothing_matches",
     "page_text",
@@ -63,6 +64,26 @@ def ambiguous(title: str, options: Iterable[str], max_chars: int) -> str:
 def similar(query: str, titles: Iterable[str], max_chars: int) -> str:
     """The observation for a query that names no page: the closest titles, to open by name."""
     return sanitise_observation(f"No page titled {query!r}. Similar: {title_list(titles, MAX_SIMILAR)}.", max_chars)
+
+
+def closest_pages(query: str, snippets: Sequence[tuple[str, str, int]], max_chars: int) -> str:
+    """The observation for a query that names no page, where the pages' text is at hand: each close
+    page's title with its sentence nearest the query, so the evidence is read now rather than only
+    named (a small model seldom opens a title it was merely offered). A snippet is (title, sentence,
+    where in it the query's words begin); each gets an equal share of the line, and a long sentence
+    is shown from a little before that point, cut with "…" either side."""
+    head = f"No page titled {query!r}. Closest pages: "
+    share = max(TITLE_CHARS, (max_chars - len(head)) // max(1, len(snippets)) - 3)
+    entries = [_snippet(title, sentence, at, share) for title, sentence, at in snippets]
+    return sanitise_observation(head + " | ".join(entries), max_chars)
+
+
+def _snippet(title: str, sentence: str, at: int, limit: int) -> str:
+    room = limit - len(title) - 2
+    if len(sentence) > room and at > room // 4:
+        start = sentence.rfind(" ", 0, at - room // 4) + 1  # a word boundary before the match
+        sentence = "…" + sentence[start:]
+    return sanitise_observation(f"{title}: {sentence}", limit)
 
 
 def first_sentences(sentences: Sequence[str], max_chars: int, max_sentences: int, used: int = 0) -> str:

@@ -5,7 +5,7 @@ change; only the pages come from a local SQLite file:
 
     wikipedia: Ed Wood     -> "Ed Wood: Edward Davis Wood Jr. was an American filmmaker, ..."
     wikipedia: Mercury     -> "'Mercury' is ambiguous; it may refer to: Mercury (planet); Mercury (element)."
-    wikipedia: 1994 biopic -> "No page titled '1994 biopic'. Similar: Ed Wood (film); ..."
+    wikipedia: 1994 biopic -> "No page titled '1994 biopic'. Closest pages: Ed Wood (film): Ed Wood is a 1994 ... | ..."
     lookup: Burton         -> "(Result 1/2) <the next sentence of that page containing 'Burton'>"
 
 How `wikipedia: <text>` chooses a page, first rule that applies:
@@ -16,7 +16,8 @@ How `wikipedia: <text>` chooses a page, first rule that applies:
    only one; with several, the observation lists them);
 4. the best BM25 hit of a full-text search, if the text has at least half of the words of its
    title, disambiguation aside ("Doctor Strange director" opens "Doctor Strange (2016 film)");
-   otherwise the observation lists the closest titles, which the model can then open by name.
+   otherwise the observation gives the closest pages, each as its title and its sentence with the
+   most of the text's words, which the model can read at once or open by name.
 
 Every observation is one line, capped at `max_chars`. The tools share one state (the page last
 opened and the lookup cursor), kept per agent run (a new run starts with no page open) and guarded by
@@ -26,6 +27,7 @@ a lock, since tools run in worker threads.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, Document, base_title, fold_text, title_key
@@ -40,9 +42,9 @@ from tether.tools._encyclopedia import (
     SEARCH_NEEDS_TEXT,
     OpenPage,
     ambiguous,
+    closest_pages,
     nothing_matches,
     page_text,
-    similar,
 )
 
 __all__ = ["CorpusSession", "make_corpus_tools"]
@@ -53,6 +55,15 @@ _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 def _content_words(text: str) -> set[str]:
     words = set(title_key(text).split())
     return (words - STOPWORDS) or words
+
+
+def _nearest_sentence(sentences: Sequence[str], words: set[str]) -> tuple[str, int]:
+    """The first of the sentences that shares the most content words with the query, and where the
+    first of those words begins in it (0 when none is found as written)."""
+    best = max(sentences, key=lambda sentence: len(words & _content_words(sentence)))
+    folded = fold_text(best)
+    found = [i for word in words & _content_words(best) if (i := folded.find(word)) >= 0]
+    return best, min(found, default=0)
 
 
 class CorpusSession:
@@ -97,7 +108,9 @@ class CorpusSession:
             if self._names(query, hits[0].title):
                 doc = self.corpus.get(hits[0].title)
             if doc is None:
-                return similar(query, [h.title for h in hits], self.max_chars), None
+                words = _content_words(query)
+                snippets = [(h.title, *_nearest_sentence(h.sentences, words)) for h in hits]
+                return closest_pages(query, snippets, self.max_chars), None
         return page_text(doc.title, doc.sentences, self.max_chars, self.max_sentences, titled=True), doc
 
     @staticmethod
