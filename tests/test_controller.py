@@ -9,6 +9,7 @@ import pytest
 from tether import (
     ActionParsed,
     Agent,
+    ConfigError,
     Limits,
     Mode,
     ObservationMade,
@@ -57,6 +58,18 @@ def test_an_answer_on_the_first_step_is_refused_unless_act_first_is_off(echo_too
     trace = Agent(backend, echo_tools, limits=Limits(act_first=False)).run("q")
     assert trace.answer == "A" and len(trace.steps) == 1
     assert backend.grammars[0] is not None and '"answer: "' in backend.grammars[0]
+
+
+def test_act_first_two_keeps_answer_out_of_the_first_two_steps(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), step("answer", "A"), step("echo", "b"), step("answer", "B"))
+    trace = Agent(backend, echo_tools, limits=Limits(act_first=2)).run("q")
+    assert [s.restriction for s in trace.steps[:3]] == [Restriction.TOOLS_ONLY_FIRST_STEP] * 2 + [Restriction.ALL]
+    assert trace.steps[1].action is None  # the answer the grammar left out is refused by the validator too
+    assert trace.answer == "B" and trace.stop_reason is StopReason.ANSWER
+    last = Agent(ScriptedBackend(step("answer", "A")), echo_tools, limits=Limits(max_steps=1, act_first=3)).run("q")
+    assert last.answer == "A"  # the last step's answer-only grammar wins over act_first
+    with pytest.raises(ConfigError, match="act_first"):
+        Limits(act_first=-1)
 
 
 def test_a_one_step_budget_still_ends_with_an_answer(echo_tools: list[Tool]) -> None:

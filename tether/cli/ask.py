@@ -71,7 +71,7 @@ __all__ = ["ask", "run_question"]
 @server_options
 @click.option(
     "--act-first/--answer-first",
-    default=default_of(Limits, "act_first"),
+    default=bool(default_of(Limits, "act_first")),
     show_default=True,
     help="whether the first step must call a tool (small models otherwise answer from memory)",
 )

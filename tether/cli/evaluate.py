@@ -49,6 +49,13 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     show_default=True,
 )
 @thought_option
+@click.option(
+    "--act-first",
+    type=click.IntRange(min=0),
+    default=default_of(EvalConfig, "act_first"),
+    show_default=True,
+    help="how many first steps must call a tool before an answer is allowed (0: none)",
+)
 @click.option("--seed", type=int, default=default_of(EvalConfig, "seed"), show_default=True)
 @click.option(
     "--time-limit",
@@ -106,6 +113,7 @@ def evaluate(
     max_steps: int,
     max_step_tokens: int,
     max_thought_chars: int,
+    act_first: int,
     seed: int,
     time_limit: float,
     dataset_format: Format | None,
@@ -138,6 +146,7 @@ def evaluate(
         max_steps=max_steps,
         max_step_tokens=max_step_tokens,
         max_thought_chars=max_thought_chars,
+        act_first=act_first,
         seed=seed,
         time_limit_s=time_limit,
         prompt_style=prompt_style,

@@ -70,9 +70,10 @@ class Limits(BaseModel):
     # The longest thought line: room for a few sentences of reasoning before each action.
     max_thought_chars: int = Field(DEFAULT_THOUGHT_CHARS, ge=1, le=MAX_THOUGHT_CHARS)
     repeats_before_narrowing: int = Field(2, ge=1)  # repeated actions tolerated before `answer:` only
-    # The first step must call a tool (its grammar leaves out `answer:`): small models otherwise answer
-    # from memory ("17 * 23 = 322") before looking anything up. Off for agents whose questions may need no tool.
-    act_first: bool = True
+    # How many first steps must call a tool (their grammar leaves out `answer:`): small models otherwise
+    # answer from memory ("17 * 23 = 322") before looking anything up. 0 (or False) for agents whose
+    # questions may need no tool; 2 where every question needs two facts (multi-hop questions).
+    act_first: int = Field(1, ge=0)
     # A run that would end with a forced `answer:` (step limit, loop) is answered by a closed-book
     # reasoning pass over the question and the run's observations instead (the ReAct -> CoT fallback).
     fallback: bool = True
@@ -237,7 +238,7 @@ class _Run:
             return Restriction.ANSWER_ONLY_LOOP
         if index == self.agent.limits.max_steps - 1:
             return Restriction.ANSWER_ONLY_LAST_STEP
-        if index == 0 and self.agent.limits.act_first and len(self.agent.tools) > 0:
+        if index < self.agent.limits.act_first and len(self.agent.tools) > 0:
             return Restriction.TOOLS_ONLY_FIRST_STEP
         return Restriction.ALL
 

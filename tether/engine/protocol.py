@@ -74,7 +74,7 @@ class Restriction(str, Enum):
     """Which commands the grammar admitted for a step."""
 
     ALL = "all"
-    TOOLS_ONLY_FIRST_STEP = "tools_only_first_step"
+    TOOLS_ONLY_FIRST_STEP = "tools_only_first_step"  # one of the first `Limits.act_first` steps
     ANSWER_ONLY_LAST_STEP = "answer_only_last_step"
     ANSWER_ONLY_LOOP = "answer_only_loop"
 

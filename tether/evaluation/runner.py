@@ -85,6 +85,7 @@ class EvalConfig(BaseModel):
     max_steps: int = Field(6, ge=1)
     max_step_tokens: int = Field(256, ge=16)  # per step; a free-mode model may ramble until this cuts it
     max_thought_chars: int = Field(Limits.model_fields["max_thought_chars"].default, ge=1, le=MAX_THOUGHT_CHARS)
+    act_first: int = Field(Limits.model_fields["act_first"].default, ge=0)  # first steps that must call a tool
     seed: int = 0
     time_limit_s: float = Field(120.0, gt=0)
     prompt_style: PromptStyle = "auto"
@@ -112,7 +113,7 @@ class EvalConfig(BaseModel):
         found = self.model_dump(
             mode="json",
             include={
-                "format", "max_steps", "max_step_tokens", "max_thought_chars", "seed", "time_limit_s",
+                "format", "max_steps", "max_step_tokens", "max_thought_chars", "act_first", "seed", "time_limit_s",
                 "prompt_style", "fallback", "vote", "temperature",
             },
         )  # fmt: skip
@@ -480,6 +481,7 @@ def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backe
             max_steps=config.max_steps,
             max_step_tokens=config.max_step_tokens,
             max_thought_chars=config.max_thought_chars,
+            act_first=config.act_first,
             time_limit_s=config.time_limit_s,
             fallback=config.fallback,
         ),
