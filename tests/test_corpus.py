@@ -435,8 +435,10 @@ def test_a_miss_quotes_each_close_page_at_its_sentence_nearest_the_query(kb: Cor
 
 
 def test_a_long_sentence_is_shown_from_near_the_query_words() -> None:
-    sentence = "Roland Bailey Jr. is a former American football cornerback who played college football for " \
+    sentence = (
+        "Roland Bailey Jr. is a former American football cornerback who played college football for "
         "Georgia, where he earned honours, and was drafted by the Washington Redskins in the first round."
+    )
     at = sentence.index("Washington")
     line = closest_pages("Washington Redskins", [("Champ Bailey", sentence, at)] * 5, max_chars=600)
     first = line.removeprefix("No page titled 'Washington Redskins'. Closest pages: ").split(" | ")[0]

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq
+from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq, either_case
 from tether.engine.protocol import ANSWER
 from tether.errors import ConfigError
 
@@ -55,30 +55,21 @@ STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcri
 _SPACES = " \t\r\n"
 
 
-def _chars(chars: Iterable[str], *, negated: bool = False) -> CharClass:
-    return CharClass(tuple((c, c) for c in sorted(set(chars))), negated)
-
-
-def _either_case(ch: str) -> Node:
-    cases = {ch.lower(), ch.upper()}
-    return Lit(ch) if len(cases) == 1 else _chars(cases)
-
-
 def _padded(body: Node) -> Grammar:
     """`body` with the up to two spaces either side that every answer may have."""
     return Grammar({"root": Seq((Repeat(Lit(" "), 0, 2), body, Repeat(Lit(" "), 0, 2)))}, "root")
 
 
 def _number() -> Node:
-    digit = _chars("0123456789")
+    digit = CharClass.of("0123456789")
     grouped = Seq((Repeat(digit, 0, 2), Repeat(Seq((Lit(","), Repeat(digit, 3, 3))), 1, NUMBER_MAX_DIGITS // 3)))
     whole = Seq((digit, Alt((grouped, Repeat(digit, 0, NUMBER_MAX_DIGITS - 1)))))
     decimals = Repeat(Seq((Lit("."), Repeat(digit, 1, NUMBER_MAX_DECIMALS))), 0, 1)
-    return Seq((Repeat(_chars("+-"), 0, 1), whole, decimals))
+    return Seq((Repeat(CharClass.of("+-"), 0, 1), whole, decimals))
 
 
 def _yes_no() -> Node:
-    return Alt((Seq(tuple(map(_either_case, "yes"))), Seq(tuple(map(_either_case, "no")))))
+    return Alt((Seq(tuple(map(either_case, "yes"))), Seq(tuple(map(either_case, "no")))))
 
 
 def typed_answer_grammar(value: Grammar) -> Grammar:
@@ -127,11 +118,13 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
                 continue  # a complete "name:": no way on, so it cannot be written
             followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
             options: list[Node] = [
-                Seq((_either_case(ch), Ref(rule_of(child, first)))) for ch, child in edges.items() if ch != ":"
+                Seq((either_case(ch), Ref(rule_of(child, first)))) for ch, child in edges.items() if ch != ":"
             ]
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
-            rules.setdefault(tail, Repeat(_chars(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
-            options.append(Seq((_chars(_SPACES + "".join(followed), negated=True), Ref(tail))))
+            rules.setdefault(
+                tail, Repeat(CharClass.of(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1)
+            )
+            options.append(Seq((CharClass.of(_SPACES + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
             may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
             rules[rule_of(node, first)] = Repeat(body, 0, 1) if may_end else body

@@ -29,7 +29,7 @@ import lark
 from tether.engine.answer import AnswerType, answer_grammar
 from tether.engine.backends.base import Backend, Sampling
 from tether.engine.events import Event, TextDelta
-from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq, syntax_problem
+from tether.engine.gbnf import Alt, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq, either_case, syntax_problem
 from tether.engine.prompt import PromptStyle, open_turn, sanitise_observation
 from tether.engine.protocol import ANSWER, CHARS_PER_TOKEN, Action, Restriction, Step, StopReason, TokenCounts
 from tether.errors import BackendError, ContextOverflow, ParseError
@@ -98,14 +98,6 @@ def closed_book_prompt(
     return open_turn(backend, system, user, style)
 
 
-def _either_case(ch: str) -> Node:
-    return CharClass(((ch.upper(), ch.upper()), (ch.lower(), ch.lower())))
-
-
-def _not(chars: str) -> CharClass:
-    return CharClass(tuple((c, c) for c in sorted(set(chars))), negated=True)
-
-
 @dataclass(frozen=True)
 class ClosedBookGrammar:
     """The pass's grammar (`grammar`) and the grammar of a continuation after `answer:` (`continuation`);
@@ -120,7 +112,7 @@ class ClosedBookGrammar:
         then the newline."""
         found = self.answer if self.answer is not None else answer_grammar((), self.answer_type)
         answer = found.prefixed("answer")
-        end = Seq((Repeat(CharClass(tuple((c, c) for c in _CLOSERS)), 0, 3), Lit("\n")))
+        end = Seq((Repeat(CharClass.of(_CLOSERS), 0, 3), Lit("\n")))
         return Grammar({**answer.rules, "closing": end}, answer.start)
 
     @cached_property
@@ -133,16 +125,16 @@ class ClosedBookGrammar:
         which starts another). Every `a` starts a prefix, so each text splits one way."""
         answer = self._answer
         rules: dict[str, Node] = dict(answer.rules)
-        letters = [_either_case(ch) for ch in _ANSWER_WORD]
+        letters = [either_case(ch) for ch in _ANSWER_WORD]
         starts = _ANSWER_WORD[0].upper() + _ANSWER_WORD[0].lower()
         prefix: Node = letters[-1]
-        broken: Node = Seq((letters[-1], _not(":" + starts)))
+        broken: Node = Seq((letters[-1], CharClass.of(":" + starts, negated=True)))
         for k in range(len(_ANSWER_WORD) - 2, -1, -1):  # inside out: a prefix of the letters from k on
             nxt = _ANSWER_WORD[k + 1]
             prefix = Seq((letters[k], Repeat(prefix, 0, 1)))
-            broken = Seq((letters[k], Alt((_not(nxt.upper() + nxt.lower() + starts), broken))))
+            broken = Seq((letters[k], Alt((CharClass.of(nxt.upper() + nxt.lower() + starts, negated=True), broken))))
         rules["prefix"] = prefix
-        rules["block"] = Alt((_not(starts), Seq((Repeat(Ref("prefix"), 0, None), broken))))
+        rules["block"] = Alt((CharClass.of(starts, negated=True), Seq((Repeat(Ref("prefix"), 0, None), broken))))
         opening = Seq((*letters, Lit(": ")))
         rules["root"] = Seq(
             (

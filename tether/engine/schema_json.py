@@ -41,7 +41,7 @@ _UNIT = Alt(  # after \u: a code unit that is no surrogate, or a high surrogate 
         Seq((_D, CharClass((("8", "9"), ("A", "B"), ("a", "b"))), _HEX, _HEX, Lit("\\u"), _D, _LOW, _HEX, _HEX)),
     )
 )
-_ESCAPE = Alt((CharClass(tuple((c, c) for c in '"/\\bfnrt')), Seq((Lit("u"), _UNIT))))
+_ESCAPE = Alt((CharClass.of('"/\\bfnrt'), Seq((Lit("u"), _UNIT))))
 _CHAR = Alt(
     (CharClass((("\x00", "\x1f"), ('"', '"'), ("\\", "\\"), ("\x7f", "\x7f")), negated=True), Seq((Lit("\\"), _ESCAPE)))
 )

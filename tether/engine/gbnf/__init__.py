@@ -15,7 +15,19 @@ from tether.engine.gbnf.limits import (
     may_produce,
     nested_repeat_size,
 )
-from tether.engine.gbnf.nodes import LARK_PRELUDE, Alt, AnyChar, CharClass, Grammar, Lit, Node, Ref, Repeat, Seq
+from tether.engine.gbnf.nodes import (
+    LARK_PRELUDE,
+    Alt,
+    AnyChar,
+    CharClass,
+    Grammar,
+    Lit,
+    Node,
+    Ref,
+    Repeat,
+    Seq,
+    either_case,
+)
 from tether.engine.gbnf.problems import SyntaxProblem, describe_terminals, error_location, syntax_problem
 from tether.engine.gbnf.reader import load_grammar_source, parse_gbnf, parse_gbnf_rules
 
@@ -34,6 +46,7 @@ __all__ = [
     "SyntaxProblem",
     "check_llama_repetitions",
     "describe_terminals",
+    "either_case",
     "error_location",
     "llama_cpp_accepts",
     "load_grammar_source",

@@ -10,6 +10,7 @@ built once and shared by everything that validates against it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 
@@ -17,7 +18,9 @@ import lark
 
 from tether.errors import GrammarError
 
-__all__ = ["LARK_PRELUDE", "Alt", "AnyChar", "CharClass", "Grammar", "Lit", "Node", "Ref", "Repeat", "Seq"]
+__all__ = [
+    "LARK_PRELUDE", "Alt", "AnyChar", "CharClass", "Grammar", "Lit", "Node", "Ref", "Repeat", "Seq", "either_case",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class Lit:
 class CharClass:
     ranges: tuple[tuple[str, str], ...]
     negated: bool = False
+
+    @classmethod
+    def of(cls, chars: Iterable[str], *, negated: bool = False) -> CharClass:
+        """The class of these single characters (or of every other one, `negated`), in sorted order."""
+        return cls(tuple((c, c) for c in sorted(set(chars))), negated)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,13 @@ class Repeat:
 
 
 Node = Lit | CharClass | AnyChar | Ref | Seq | Alt | Repeat
+
+
+def either_case(ch: str) -> Node:
+    """One character in either case: a class of its two cases, or the character itself if it has one."""
+    cases = {ch.lower(), ch.upper()}
+    return Lit(ch) if len(cases) == 1 else CharClass.of(cases)
+
 
 _NAME = re.compile(r"[a-zA-Z0-9-]+\Z")  # llama.cpp's rule-name alphabet
 
