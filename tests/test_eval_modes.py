@@ -77,6 +77,26 @@ def test_a_vote_records_the_winning_run_the_votes_and_what_all_runs_cost(tmp_pat
     assert (saved["vote"], saved["temperature"]) == (3, 0.5)
 
 
+def test_reasoning_first_records_the_deciding_run_and_the_passes_votes(tmp_path: Path) -> None:
+    agree = ["Two and three.\nanswer: 5\n", "answer: 5\n", "answer: 6\n"]
+    (summary,) = run_eval(config(tmp_path, limit=1, reason_first=3), load_backend=ScriptedLoader(agree))
+    (record,) = records_of(tmp_path, "arith", Mode.CONSTRAINED).values()
+    assert record.score.correct and record.votes == {"5": 2, "6": 1}
+    assert record.trace.answer_source is not None and record.trace.answer_source.value == "closed_book"
+    assert record.cost is not None and record.cost.runs == 3 and summary.answer_sources == {"closed_book": 1}
+
+    split = ["answer: 4\n", "answer: 6\n", "answer: 7\n", *script_for("2 + 3", "5")]
+    out = tmp_path / "split"
+    (summary,) = run_eval(config(tmp_path, limit=1, reason_first=3, out=out), load_backend=ScriptedLoader(split))
+    (record,) = read_records(out / "arith" / "fake.constrained.jsonl").values()
+    assert record.score.correct and record.trace.answer_source is not None
+    assert record.trace.answer_source.value == "agent" and len(record.trace.steps) == 2  # the agent's run
+    assert record.cost is not None and record.cost.runs == 4
+    assert json.loads((out / "settings.json").read_text())["reason_first"] == 3
+    with pytest.raises(ConfigError, match="two ways to vote"):
+        run_eval(config(tmp_path, reason_first=3, vote=3, out=tmp_path / "both"), load_backend=ScriptedLoader([]))
+
+
 def test_a_vote_with_a_server_failure_is_asked_again_on_resume(tmp_path: Path) -> None:
     from tether.engine.backends.base import Sampling, StreamStats
     from tether.errors import BackendError
@@ -175,13 +195,16 @@ def test_the_cli_passes_modes_and_options_to_the_eval(
     monkeypatch.setattr(tether.evaluation.runner, "run_eval", fake_run_eval)
     data, out = str(svamp_file(tmp_path)), str(tmp_path / "out")
     (tmp_path / "out").mkdir()  # what run_eval makes
-    flags = ["--no-fallback", "--vote", "5", "--temperature", "0.3", "--kb", "k.sqlite"]
+    flags = ["--no-fallback", "--vote", "5", "--temperature", "0.3", "--kb", "k.sqlite", "--act-first", "2"]
     for mode in ("all", "both", "closed-book"):
         code, _, err = run(capsys, "eval", data, "--out", out, "--mode", mode, *flags)
         assert code == 0, err
     assert [c.modes for c in seen] == [ALL, ALL[:2], (Mode.CLOSED_BOOK,)]  # type: ignore[attr-defined]
     first = seen[0]
     assert (first.fallback, first.vote, first.temperature, first.kb) == (False, 5, 0.3, Path("k.sqlite"))  # type: ignore[attr-defined]
+    assert first.act_first == 2  # type: ignore[attr-defined]
+    code, _, err = run(capsys, "eval", data, "--out", out, "--reason-first", "3")
+    assert code == 0 and seen[-1].reason_first == 3  # type: ignore[attr-defined]
     code, _, err = run(capsys, "eval", data, "--out", out, "--vote", "0")
     assert code == 2 and "--vote" in err
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tether import Agent, ConfigError, Limits, Sampling, ScriptedBackend, Voted, self_consistent
+from tether import Agent, ConfigError, Limits, Sampling, ScriptedBackend, Voted, reason_then_act, self_consistent
 from tether.engine.vote import majority, normalise_answer
 
 
@@ -98,3 +98,48 @@ def test_the_agent_keeps_its_other_settings_in_every_run() -> None:
 def test_bad_settings_are_config_errors(k: int, temperature: float) -> None:
     with pytest.raises(ConfigError):
         self_consistent(closed_book(), "q", k=k, temperature=temperature)
+
+
+def thinker_then_agent(passes: list[str], agent_answer: str | None = None) -> Agent:
+    """Closed-book passes' outputs, then (if given) the agent's one answering step, on one fake backend."""
+    outputs = [f"answer: {a}\n" for a in passes]
+    if agent_answer is not None:
+        outputs.append(f"Thought: check\nanswer: {agent_answer}\n")
+    return Agent(FakeSampledBackend(*outputs), [], limits=Limits(act_first=False, max_steps=1, fallback=False))
+
+
+def test_reasoning_first_an_answer_most_passes_give_stands_and_the_agent_does_not_run() -> None:
+    agent = thinker_then_agent(["42", "41", "42.0"])
+    voted = reason_then_act(agent, "q", samples=3, temperature=0.5)
+    assert voted.answer == "42" and voted.votes == {"42": 2, "41": 1} and voted.winner == 0
+    assert [t.mode.value for t in voted.traces] == ["closed-book"] * 3  # no agent run
+    backend = agent.backend
+    assert isinstance(backend, FakeSampledBackend)
+    # the first pass with the agent's own (greedy) sampling, the others sampled with seeds 0, 1
+    assert [(s.temperature, s.seed) for s in backend.samplings] == [(0.0, 0), (0.5, 0), (0.5, 1)]
+    assert agent.mode.value == "constrained"  # the caller's agent is not changed
+
+
+def test_reasoning_first_passes_that_disagree_hand_the_question_to_the_agent() -> None:
+    voted = reason_then_act(thinker_then_agent(["1", "2", "3"], "2"), "q", samples=3)
+    assert voted.answer == "2" and voted.votes == {"1": 1, "2": 1, "3": 1}
+    assert voted.winner == 3 and voted.traces[3].mode.value == "constrained"  # the agent decided, not pass 2
+    tie = reason_then_act(thinker_then_agent(["1", "2"], "9"), "q", samples=2)  # 1 of 2 is not a majority
+    assert tie.answer == "9" and tie.winner == 2
+
+
+def test_reasoning_first_without_any_answer_is_none_and_bad_settings_are_refused() -> None:
+    refused = Agent(
+        FakeSampledBackend("answer: 57 stickers\n", "Thought: t\nanswer: 57 stickers\n"),
+        [],
+        answer_type="number",
+        limits=Limits(act_first=False, max_steps=1, fallback=False),
+    )
+    voted = reason_then_act(refused, "q", samples=1)
+    assert voted.answer is None and voted.winner is None and len(voted.traces) == 2
+    with pytest.raises(ConfigError, match="at least one closed-book pass"):
+        reason_then_act(thinker_then_agent([]), "q", samples=0)
+    with pytest.raises(ConfigError, match="needs an agent with tools"):
+        reason_then_act(closed_book("1"), "q")
+    with pytest.raises(ConfigError, match="temperature"):
+        reason_then_act(thinker_then_agent([]), "q", temperature=-1)

@@ -26,7 +26,7 @@ from tether.engine.grammar import StepGrammar, compose_step_grammar
 from tether.engine.protocol import Action, AnswerSource, Mode, Restriction, Step, StopReason, Trace
 from tether.engine.run_state import RunLocal
 from tether.engine.tool import Tool, ToolRegistry, safe_tool_name, tool
-from tether.engine.vote import Voted, self_consistent
+from tether.engine.vote import Voted, reason_then_act, self_consistent
 from tether.errors import (
     BackendError,
     ConfigError,
@@ -96,6 +96,7 @@ __all__ = [
     "default_model_path",
     "default_tools",
     "load_backend",
+    "reason_then_act",
     "resolve_tools",
     "safe_tool_name",
     "self_consistent",

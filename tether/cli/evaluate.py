@@ -99,7 +99,14 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     type=click.FloatRange(min=0, max=5),
     default=default_of(EvalConfig, "temperature"),
     show_default=True,
-    help="sampling temperature of the --vote runs",
+    help="sampling temperature of the --vote runs and of the --reason-first passes after the first",
+)
+@click.option(
+    "--reason-first",
+    type=click.IntRange(0, 50),
+    default=default_of(EvalConfig, "reason_first"),
+    show_default=True,
+    help="N closed-book passes vote first; the agent runs only when no answer has a majority (0: off)",
 )
 @server_options
 @click.option(
@@ -123,6 +130,7 @@ def evaluate(
     fallback: bool,
     vote: int,
     temperature: float,
+    reason_first: int,
     server: str | None,
     server_kind: ServerKind,
     api_key: str | None,
@@ -155,6 +163,7 @@ def evaluate(
         fallback=fallback,
         vote=vote,
         temperature=temperature,
+        reason_first=reason_first,
         server=server,
         server_kind=server_kind,
         api_key=api_key,

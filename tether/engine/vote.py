@@ -1,7 +1,10 @@
-"""Self-consistency: k sampled runs of one agent and a majority vote over their normalised answers.
+"""Self-consistency: k sampled runs of one agent and a majority vote over their normalised answers;
+and reasoning first: the model's own closed-book passes vote, and the agent runs only when they disagree.
 
 Why: a small model's single greedy run is one draw; several samples that agree are more often right
-(Wang et al. 2022), and the vote records how much they agreed and what the extra runs cost.
+(Wang et al. 2022), and the vote records how much they agreed and what the extra runs cost. Where the
+model's own chain of thought is the stronger path (arithmetic, for Qwen2.5-Coder), its passes'
+disagreement says when it is unsure, which is when the tools help (Yao et al. 2022, "CoT-SC -> ReAct").
 """
 
 from __future__ import annotations
@@ -17,22 +20,24 @@ from decimal import Decimal, InvalidOperation
 from pydantic import BaseModel
 
 from tether.engine.controller import Agent
-from tether.engine.protocol import Trace
+from tether.engine.protocol import Mode, Trace
 from tether.errors import ConfigError
 
-__all__ = ["Voted", "majority", "normalise_answer", "self_consistent"]
+__all__ = ["Voted", "majority", "normalise_answer", "reason_then_act", "self_consistent"]
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
 
 class Voted(BaseModel):
-    """The vote of `self_consistent`: the winning answer (None when no run answered), the count of
-    each normalised answer, every run's Trace, and the wall time of all runs together."""
+    """The vote of `self_consistent` or `reason_then_act`: the winning answer (None when no run
+    answered), the count of each normalised answer, every run's Trace, which of them gave the answer
+    (`winner`, an index into `traces`; None without an answer), and the wall time of all runs together."""
 
     answer: str | None
     votes: dict[str, int]
     traces: list[Trace]
+    winner: int | None
     elapsed_s: float
 
 
@@ -60,13 +65,50 @@ def self_consistent(agent: Agent, question: str, *, k: int, temperature: float =
     if not temperature >= 0:
         raise ConfigError(f"temperature must be at least 0, not {temperature}")
     began = time.monotonic()
-    traces: list[Trace] = []
-    for seed in range(k):
-        run = copy.copy(agent)  # the same backend, tools and grammars; only the sampling differs
-        run.sampling = agent.sampling.model_copy(update={"temperature": temperature, "seed": seed})
-        traces.append(run.run(question))
+    traces = [_sampled(agent, temperature, seed).run(question) for seed in range(k)]
     winner, votes = majority(traces)
-    return Voted(answer=winner, votes=votes, traces=traces, elapsed_s=time.monotonic() - began)
+    decided = _first_with(traces, winner)
+    return Voted(answer=winner, votes=votes, traces=traces, winner=decided, elapsed_s=time.monotonic() - began)
+
+
+def reason_then_act(agent: Agent, question: str, *, samples: int = 3, temperature: float = 0.7) -> Voted:
+    """The model's own reasoning first, then the agent: `samples` closed-book passes of the agent's
+    model (the first with the agent's sampling, greedy by default; the others at `temperature`, seeds
+    0, 1, ...). An answer that more than half of the passes give stands. Otherwise the agent runs once,
+    with its own sampling, and its answer is the result (None if it gave none). `votes` counts the
+    passes' answers; the agent's trace, when it ran, is the last of `traces`."""
+    if samples < 1:
+        raise ConfigError(f"reasoning first needs at least one closed-book pass, not samples={samples}")
+    if agent.mode is Mode.CLOSED_BOOK:
+        raise ConfigError("reason_then_act needs an agent with tools (constrained or free), not a closed-book one")
+    if not temperature >= 0:
+        raise ConfigError(f"temperature must be at least 0, not {temperature}")
+    began = time.monotonic()
+    thinker = copy.copy(agent)  # the same backend and answer grammar, no tool loop
+    thinker.mode = Mode.CLOSED_BOOK
+    traces = [(thinker if i == 0 else _sampled(thinker, temperature, i - 1)).run(question) for i in range(samples)]
+    winner, votes = majority(traces)
+    decided = _first_with(traces, winner)
+    if winner is None or 2 * votes[normalise_answer(winner)] <= samples:
+        traces.append(agent.run(question))
+        winner = traces[-1].answer
+        decided = None if winner is None else len(traces) - 1
+    return Voted(answer=winner, votes=votes, traces=traces, winner=decided, elapsed_s=time.monotonic() - began)
+
+
+def _sampled(agent: Agent, temperature: float, seed: int) -> Agent:
+    """The agent with only its sampling changed (the same backend, tools and grammars)."""
+    run = copy.copy(agent)
+    run.sampling = agent.sampling.model_copy(update={"temperature": temperature, "seed": seed})
+    return run
+
+
+def _first_with(traces: Sequence[Trace], answer: str | None) -> int | None:
+    """The index of the first trace whose answer is `answer` (normalised), or None."""
+    if answer is None:
+        return None
+    key = normalise_answer(answer)
+    return next(i for i, t in enumerate(traces) if t.answer is not None and normalise_answer(t.answer) == key)
 
 
 def majority(traces: Sequence[Trace]) -> tuple[str | None, dict[str, int]]:

@@ -18,7 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticSerializationError
@@ -31,7 +33,7 @@ from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.grammar import MAX_THOUGHT_CHARS
 from tether.engine.prompt import PromptStyle
 from tether.engine.protocol import Mode, Step, StopReason, Trace
-from tether.engine.vote import normalise_answer, self_consistent
+from tether.engine.vote import Voted, reason_then_act, self_consistent
 from tether.errors import BackendError, ConfigError, ToolRegistrationError
 from tether.evaluation.bfcl import bfcl_tools, first_step_trace, score_call
 from tether.evaluation.bfcl_checker import CallScore
@@ -98,6 +100,9 @@ class EvalConfig(BaseModel):
     fallback: bool = True  # a run that does not finish answers by a closed-book pass over its observations
     vote: int = Field(1, ge=1)  # self-consistency: k sampled runs per question and a vote (1: one greedy run)
     temperature: float = Field(0.7, ge=0, allow_inf_nan=False)  # the vote's sampling temperature
+    # Closed-book passes that vote before the agent runs; it runs only when no answer has a majority
+    # (tether.engine.vote.reason_then_act). 0: the agent alone. The closed-book mode is not affected.
+    reason_first: int = Field(0, ge=0)
 
     @field_validator("time_limit_s", mode="before")
     @classmethod
@@ -114,7 +119,7 @@ class EvalConfig(BaseModel):
             mode="json",
             include={
                 "format", "max_steps", "max_step_tokens", "max_thought_chars", "act_first", "seed", "time_limit_s",
-                "prompt_style", "fallback", "vote", "temperature",
+                "prompt_style", "fallback", "vote", "temperature", "reason_first",
             },
         )  # fmt: skip
         found["kb"] = None if self.kb is None else str(self.kb.resolve())  # one pool per folder
@@ -190,8 +195,10 @@ def _run_eval(
     if any(d.format == "bfcl" for d in datasets):
         if Mode.CLOSED_BOOK in config.modes:
             raise ConfigError("BFCL scores tool calls and closed-book runs make none: use --mode both (or one mode)")
-        if config.vote > 1:
-            raise ConfigError("--vote votes on answers; BFCL scores a run's first call: leave --vote at 1")
+        if config.vote > 1 or config.reason_first > 0:
+            raise ConfigError("--vote and --reason-first vote on answers; BFCL scores a run's first call")
+    if config.vote > 1 and config.reason_first > 0:
+        raise ConfigError("--vote and --reason-first are two ways to vote: use one")
     if config.kb is not None and not config.kb.is_file():
         raise ConfigError(f"--kb {config.kb}: no such file; build one with tether corpus build")
     if config.concurrency > 1 and config.server is None and load_backend is None:
@@ -282,20 +289,33 @@ def results_path(out: Path, dataset: Dataset, model: str, mode: Mode) -> Path:
 
 
 def evaluate_question(
-    agent: Agent, question: Question, model: str, mode: Mode, *, vote: int = 1, temperature: float = 0.7
+    agent: Agent,
+    question: Question,
+    model: str,
+    mode: Mode,
+    *,
+    vote: int = 1,
+    temperature: float = 0.7,
+    reason_first: int = 0,
 ) -> Record:
     """One question, run and scored. Records depend on nothing else and are keyed by question id, so
     questions can be run in any order, or concurrently with one agent (and backend) per worker.
-    With `vote` > 1, k sampled runs vote (tether.engine.vote) and the record keeps the winning trace,
-    the votes and what all k runs cost.
+    With `vote` > 1, k sampled runs vote (`self_consistent`); with `reason_first` > 0 (an agent's
+    mode, not closed-book), that many closed-book passes vote first and the agent runs only when no
+    answer has a majority (`reason_then_act`). Either way the record keeps the deciding trace, the
+    votes and what all the runs cost.
 
     Whatever a run raises (a BackendError or TetherError the controller let through, or a bug)
     becomes this question's record, stopped as `backend_error` with the error in its last step, so
     one question never ends the eval and a rerun asks it again."""
     votes: dict[str, int] | None = None
     cost: Cost | None = None
-    if vote > 1:
-        trace, answer, votes, cost = _vote_guarded(agent, question.question, mode, vote, temperature)
+    if reason_first > 0 and mode is not Mode.CLOSED_BOOK:
+        runs = partial(reason_then_act, samples=reason_first, temperature=temperature)
+        trace, answer, votes, cost = _vote_guarded(agent, question.question, mode, runs)
+    elif vote > 1:
+        runs = partial(self_consistent, k=vote, temperature=temperature)
+        trace, answer, votes, cost = _vote_guarded(agent, question.question, mode, runs)
     else:
         trace = _run_guarded(agent, question.question, mode)
         answer = trace.answer
@@ -382,24 +402,22 @@ def _run_guarded(agent: Agent, question: str, mode: Mode) -> Trace:
 
 
 def _vote_guarded(
-    agent: Agent, question: str, mode: Mode, k: int, temperature: float
+    agent: Agent, question: str, mode: Mode, runs: Callable[[Agent, str], Voted]
 ) -> tuple[Trace, str | None, dict[str, int] | None, Cost | None]:
-    """k sampled runs and their vote: the winning trace, the answer, the votes and the cost. A run
+    """Several runs and their vote: the deciding trace, the answer, the votes and the cost. A run
     that a server failure ended makes the vote incomplete: its trace becomes the record's (stopped
     as `backend_error`), so a resumed eval asks the question again."""
     started = time.monotonic()
     try:
-        voted = self_consistent(agent, question, k=k, temperature=temperature)
+        voted = runs(agent, question)
     except Exception as exc:
         return _failed(agent, question, mode, [], exc, started), None, None, None
     cost = Cost.of(voted.traces, voted.elapsed_s)
     broken = [t for t in voted.traces if t.stop_reason is StopReason.BACKEND_ERROR]
     if broken:
         return broken[0], None, voted.votes, cost
-    won = None if voted.answer is None else normalise_answer(voted.answer)
-    winner = next((t for t in voted.traces if t.answer is not None and normalise_answer(t.answer) == won), None)
-    winner = winner or voted.traces[0]
-    return winner, voted.answer, voted.votes, cost
+    trace = voted.traces[0 if voted.winner is None else voted.winner]
+    return trace, voted.answer, voted.votes, cost
 
 
 def _failed(agent: Agent, question: str, mode: Mode, steps: list[Step], exc: Exception, started: float) -> Trace:
@@ -435,7 +453,7 @@ def _records(
             if agent is None:
                 yield _bfcl_record(config, backend, mode, model, question)
             else:
-                yield evaluate_question(agent, question, model, mode, vote=config.vote, temperature=config.temperature)
+                yield evaluate_question(agent, question, model, mode, **_voting(config))
         return
     local = threading.local()
 
@@ -444,9 +462,7 @@ def _records(
             return _bfcl_record(config, backend, mode, model, question)
         if not hasattr(local, "agent"):
             local.agent = _agent(config, dataset, kb, backend, mode)
-        record: Record = evaluate_question(
-            local.agent, question, model, mode, vote=config.vote, temperature=config.temperature
-        )
+        record: Record = evaluate_question(local.agent, question, model, mode, **_voting(config))
         return record
 
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
@@ -457,6 +473,11 @@ def _records(
         finally:
             for future in futures:
                 future.cancel()
+
+
+def _voting(config: EvalConfig) -> dict[str, Any]:
+    """How `evaluate_question` runs each question under these settings."""
+    return {"vote": config.vote, "temperature": config.temperature, "reason_first": config.reason_first}
 
 
 def _backend_loader(config: EvalConfig) -> BackendLoader:
