@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tether import Agent, ConfigError, Limits, Sampling, ScriptedBackend, Voted, reason_then_act, self_consistent
-from tether.engine.vote import majority, normalise_answer
+from tether.engine.vote import agreed, majority, normalise_answer
 
 
 class FakeSampledBackend(ScriptedBackend):
@@ -143,3 +143,9 @@ def test_reasoning_first_without_any_answer_is_none_and_bad_settings_are_refused
         reason_then_act(closed_book("1"), "q")
     with pytest.raises(ConfigError, match="temperature"):
         reason_then_act(thinker_then_agent([]), "q", temperature=-1)
+
+
+def test_agreed_needs_more_than_half_of_all_runs_and_a_run_without_an_answer_counts_against() -> None:
+    assert agreed(["7", None, "7.0"]) == "7"
+    assert agreed(["7", None]) is None and agreed(["7", "8"]) is None and agreed([]) is None
+    assert agreed(["Paris", "paris.", "Rome"]) == "Paris"  # the earliest wording of the normalised answer

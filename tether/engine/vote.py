@@ -23,7 +23,7 @@ from tether.engine.controller import Agent
 from tether.engine.protocol import Mode, Trace
 from tether.errors import ConfigError
 
-__all__ = ["Voted", "majority", "normalise_answer", "reason_then_act", "self_consistent"]
+__all__ = ["Voted", "agreed", "majority", "majority_of", "normalise_answer", "reason_then_act", "self_consistent"]
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
@@ -87,9 +87,10 @@ def reason_then_act(agent: Agent, question: str, *, samples: int = 3, temperatur
     thinker = copy.copy(agent)  # the same backend and answer grammar, no tool loop
     thinker.mode = Mode.CLOSED_BOOK
     traces = [(thinker if i == 0 else _sampled(thinker, temperature, i - 1)).run(question) for i in range(samples)]
-    winner, votes = majority(traces)
+    _, votes = majority(traces)
+    winner = agreed([t.answer for t in traces])
     decided = _first_with(traces, winner)
-    if winner is None or 2 * votes[normalise_answer(winner)] <= samples:
+    if winner is None:
         traces.append(agent.run(question))
         winner = traces[-1].answer
         decided = None if winner is None else len(traces) - 1
@@ -114,7 +115,19 @@ def _first_with(traces: Sequence[Trace], answer: str | None) -> int | None:
 def majority(traces: Sequence[Trace]) -> tuple[str | None, dict[str, int]]:
     """The vote over these runs: the winning answer (None when none answered) and the count of each
     normalised answer; a tie goes to the answer of the earliest run among the tied."""
-    answered = [(normalise_answer(t.answer), t.answer) for t in traces if t.answer is not None]
+    return majority_of([t.answer for t in traces])
+
+
+def majority_of(answers: Sequence[str | None]) -> tuple[str | None, dict[str, int]]:
+    """`majority` over the runs' answers alone (None: a run without an answer, which casts no vote)."""
+    answered = [(normalise_answer(a), a) for a in answers if a is not None]
     votes = Counter(key for key, _ in answered)
     best = max(votes.values(), default=0)
     return next((answer for key, answer in answered if votes[key] == best), None), dict(votes)
+
+
+def agreed(answers: Sequence[str | None]) -> str | None:
+    """The answer that more than half of the runs give (normalised; the earliest run's wording), or
+    None when none does: a run without an answer counts against every answer."""
+    winner, votes = majority_of(answers)
+    return winner if winner is not None and 2 * votes[normalise_answer(winner)] > len(answers) else None
