@@ -242,7 +242,11 @@ def test_a_refused_schema_leaves_its_question_unasked(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"modes": (Mode.CLOSED_BOOK,)}, "closed-book runs make none"), ({"vote": 3}, "leave --vote at 1")],
+    [
+        ({"modes": (Mode.CLOSED_BOOK,)}, "closed-book runs make none"),
+        ({"vote": 3}, "--vote and --reason-first vote on answers"),
+        ({"reason_first": 3}, "--vote and --reason-first vote on answers"),
+    ],
 )
 def test_bfcl_refuses_closed_book_and_votes(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     config = EvalConfig(datasets=(area_file(tmp_path),), out=tmp_path / "out", **changes)
