@@ -223,12 +223,19 @@ def test_s18_a_time_limit_that_is_not_finite_is_one_line(capsys: pytest.CaptureF
 
 def test_s17_ctrl_c_during_a_hung_request_aborts_with_130() -> None:
     with FakeServer(openai_mode("hang")) as server:
-        process = subprocess.Popen(
-            [sys.executable, "-X", "faulthandler", "-m", "tether.cli", "ask", "q", "--server", server.url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # A terminal's Ctrl-C reaches a process whose SIGINT is at its default. A test run started in the
+        # background (`cmd &`, nohup) ignores SIGINT, a child inherits that, and Python then installs no
+        # KeyboardInterrupt handler: start the child with the default.
+        ignored = signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-X", "faulthandler", "-m", "tether.cli", "ask", "q", "--server", server.url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, ignored)
         deadline = time.monotonic() + 60
         while not server.requests and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
