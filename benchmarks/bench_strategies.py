@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 from tether import Agent, Limits, Sampling
 from tether.engine.protocol import Mode
@@ -130,23 +131,15 @@ def main() -> None:
             f"| {row['strategy']} | {row['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {row['correct']} / {row['n']} "
             f"| {row['runs_per_question']:.2f} | {row['seconds_per_question']:.1f} |"
         )
-    args.out.write_text(
-        json.dumps(
-            {
-                "dataset": dataset.name,
-                "model": args.model,
-                "temperature": args.temperature,
-                "samples": args.samples,
-                "limits": limits.model_dump(),
-                "cores": os.cpu_count(),
-                "rows": table,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    write_results(
+        args.out,
+        table,
+        dataset=dataset.name,
+        model=args.model,
+        temperature=args.temperature,
+        samples=args.samples,
+        limits=limits.model_dump(),
     )
-    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ Run it alone: llama.cpp spin-waits, so another model process on the machine dist
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 from tether import Agent, Limits, Sampling, self_consistent
 from tether.engine.vote import majority
@@ -88,23 +88,14 @@ def main() -> None:
             f"| {t['runs']} | {t['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {t['correct']} / {t['n']} "
             f"| {t['seconds_per_question']:.1f} |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "dataset": dataset.name,
-                "model": args.model,
-                "temperature": args.temperature,
-                "limits": limits.model_dump(),
-                "cores": os.cpu_count(),
-                "rows": table,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    write_results(
+        args.out,
+        table,
+        dataset=dataset.name,
+        model=args.model,
+        temperature=args.temperature,
+        limits=limits.model_dump(),
     )
-    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

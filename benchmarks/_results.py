@@ -1,0 +1,16 @@
+"""What every answer-accuracy benchmark writes: its settings, the core count and its rows, as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_results(path: Path, rows: list[dict[str, Any]], **settings: Any) -> None:
+    """Write `settings`, the machine's core count and `rows` to `path` (its folder made) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {**settings, "cores": os.cpu_count(), "rows": rows}
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {path}")
