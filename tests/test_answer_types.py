@@ -133,7 +133,8 @@ def test_a_step_answer_with_a_closing_point_is_refused(
         ("answer: 57.", "number", "57"),
         ("answer: 2.5).", "number", "2.5"),
         ("Thus (answer: yes).", "yes-no", "yes"),
-        ('answer: "The Wall"', "short", '"The Wall"'),
+        ('answer: "The Wall"', "short", "The Wall"),
+        ('answer: "The Wall"', "text", '"The Wall"'),
     ],
 )
 def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(

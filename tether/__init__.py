@@ -12,7 +12,7 @@ from tether.engine.backends import (
     ScriptedBackend,
     StreamStats,
 )
-from tether.engine.controller import Agent, Limits
+from tether.engine.controller import Agent, Limits, Retriever
 from tether.engine.events import (
     ActionParsed,
     Event,
@@ -71,6 +71,7 @@ __all__ = [
     "ParseError",
     "RecoverableError",
     "Restriction",
+    "Retriever",
     "RunFinished",
     "RunLocal",
     "Sampling",

@@ -13,6 +13,7 @@ import click
 
 from tether.cli._options import default_of, server_options, thought_option
 from tether.engine.backends.openai_server import ServerKind
+from tether.engine.closed_book import PASSAGES_MAX
 from tether.engine.protocol import Mode
 from tether.evaluation.datasets import FORMATS, Format
 from tether.evaluation.runner import EvalConfig
@@ -108,6 +109,14 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     show_default=True,
     help="N closed-book passes vote first; the agent runs only when no answer has a majority (0: off)",
 )
+@click.option(
+    "--read",
+    type=click.IntRange(0, PASSAGES_MAX),
+    default=default_of(EvalConfig, "read"),
+    show_default=True,
+    help="HotpotQA: closed-book passes (the mode, the fallback, --reason-first) read the K best paragraphs "
+    "of the knowledge base for the question (0: off)",
+)
 @server_options
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=1, show_default=True, help="questions at once (--server)"
@@ -131,6 +140,7 @@ def evaluate(
     vote: int,
     temperature: float,
     reason_first: int,
+    read: int,
     server: str | None,
     server_kind: ServerKind,
     api_key: str | None,
@@ -164,6 +174,7 @@ def evaluate(
         vote=vote,
         temperature=temperature,
         reason_first=reason_first,
+        read=read,
         server=server,
         server_kind=server_kind,
         api_key=api_key,

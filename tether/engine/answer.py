@@ -16,8 +16,10 @@ own rules (`first-*`), and the node after the last letter must go on to another 
 
 An answer may be narrowed to an expected type (`AnswerType`): `number` (an optional sign, digits with
 optional thousands commas, optional decimals; no units, so "57 stickers" cannot be written), `yes-no`
-(`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words), or `text`
-(the default). None of the narrower languages can hold a colon, so none can start a step line either.
+(`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words, with no
+double quotes: `answer: "Texas Tech University". The question asks` ran on past the quote; a quote
+may still open and close a closed-book answer line), or `text` (the default). None of the narrower
+languages can hold a colon, so none can start a step line either.
 
 An agent with an `output_type` narrows the answer to that type's grammar instead (`typed_answer_grammar`:
 a number, an enum's value, one line of JSON), padded like the others.
@@ -53,6 +55,7 @@ ANSWER_MAX_WORD_CHARS = 40
 STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcript's own line openings
 
 _SPACES = " \t\r\n"
+_QUOTES = '"\u201c\u201d'  # left out of a short answer's words
 
 
 def _padded(body: Node) -> Grammar:
@@ -90,6 +93,7 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
     if answer_type not in ("text", "short"):
         raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
     max_words = SHORT_ANSWER_MAX_WORDS if answer_type == "short" else ANSWER_MAX_WORDS
+    outside = _SPACES + (_QUOTES if answer_type == "short" else "")  # what no word may hold
     # a name whose "name:" is longer than a word cannot be written as one, so needs no branch
     names = sorted({n.casefold() for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS})
     children: list[dict[str, int]] = [{}]  # trie over "name:"; node 0 is the start of a word
@@ -122,9 +126,9 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
             ]
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
             rules.setdefault(
-                tail, Repeat(CharClass.of(_SPACES, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1)
+                tail, Repeat(CharClass.of(outside, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1)
             )
-            options.append(Seq((CharClass.of(_SPACES + "".join(followed), negated=True), Ref(tail))))
+            options.append(Seq((CharClass.of(outside + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
             may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
             rules[rule_of(node, first)] = Repeat(body, 0, 1) if may_end else body

@@ -2,7 +2,11 @@
 
 Two paths share it: closed-book mode (no tools at all, the baseline an agent must beat) and the
 fallback, which answers a run that did not finish on its own (step limit, loop) from the question and
-what the run observed, given as numbered evidence lines, instead of a grammar-forced guess.
+what the run observed, given as numbered evidence lines, instead of a grammar-forced guess. Either may
+also read passages an agent's retriever found for the question (an "open-book" pass).
+
+What the pass reads comes before the question, which ends the prompt: after a numbered list, a raw
+completion went on writing the list ("9. Seminole music: ...") instead of reasoning.
 
 The grammar admits free reasoning text in which `answer:` (in any case) does not occur; the first
 `answer:` begins the answer, `answer: <answer>` in the answer grammar of the expected type, and its
@@ -38,28 +42,41 @@ from tether.text import clean_text
 __all__ = [
     "EVIDENCE_LINE_CHARS",
     "EVIDENCE_MAX_LINES",
+    "PASSAGES_MAX",
+    "PASSAGE_CHARS",
     "ClosedBookGrammar",
     "PassResult",
     "closed_book_grammar",
     "closed_book_pass",
     "closed_book_prompt",
     "evidence_lines",
+    "passage_lines",
 ]
 
 EVIDENCE_MAX_LINES = 12
 EVIDENCE_LINE_CHARS = 300
 _INSTRUCTIONS = resources.files("tether.prompts").joinpath("closed_book.txt").read_text("utf-8")
+PASSAGES_MAX = 8
+PASSAGE_CHARS = 1200
 _EVIDENCE_HEADING = "Notes from an earlier search for this question (they may be incomplete; use what helps):"
+_PASSAGES_HEADING = "Passages found for this question (they may be incomplete or off the point; use what helps):"
 _ANSWER_FORMATS: dict[AnswerType, str] = {
     "text": "<short final answer>",
     "number": "<number> (digits only, no units)",
     "yes-no": "yes or no",
-    "short": "<the answer alone: a name, a place, a date, a number or yes/no, not a sentence>",
+    "short": "<the answer alone>",
+}
+# Said outside the answer line's placeholder, which a small model copied ("answer: yes/no, not a sentence>").
+_ANSWER_HINTS: dict[AnswerType, str] = {
+    "short": "The answer is a few words: a name, a place, a date, a number, or yes/no; not a sentence.",
 }
 _ANSWER_WORD = "answer"
 _ANSWER_OPENING = re.compile(r"answer:", re.IGNORECASE)  # where the answer begins (the grammar's `opening`)
 # What may close the answer before its newline: refused, ")" made "(answer: 63" go on as 63,000,000,...
 _CLOSERS = ")]}.*\"'`"
+# What may open an answer that cannot itself begin with it (a short, number or yes/no answer): answer:
+# "Texas Tech University". The mark is not part of the answer.
+_OPENERS = '"\u201c'
 _CONTINUATION_TOKENS = 96  # an answer line after a cut: the answer grammar bounds it well below this
 
 
@@ -80,6 +97,12 @@ def evidence_lines(steps: Sequence[Step], *, limit: int = EVIDENCE_MAX_LINES) ->
     return lines
 
 
+def passage_lines(passages: Sequence[str], *, limit: int = PASSAGES_MAX) -> list[str]:
+    """Passages as numbered lines, each cleaned to one line and capped, at most `limit` of them."""
+    kept = [sanitise_observation(p, limit=PASSAGE_CHARS) for p in passages if p.strip()]
+    return [f"{i}. {p}" for i, p in enumerate(kept[:limit], 1)]
+
+
 def closed_book_prompt(
     backend: Backend,
     question: str,
@@ -87,15 +110,22 @@ def closed_book_prompt(
     answer_type: AnswerType = "text",
     style: PromptStyle = "auto",
     answer_format: str | None = None,
+    passages: Sequence[str] = (),
 ) -> str:
-    """The pass's prompt: the instructions, the question and, for the fallback, the evidence lines;
-    `answer_format` (a typed output's) says what the answer line holds instead of `answer_type`'s words."""
+    """The pass's prompt: the instructions, then the passages it reads and, for the fallback, the
+    evidence lines, then the question; `answer_format` (a typed output's) says what the answer line
+    holds instead of `answer_type`'s words."""
     shown = answer_format or _ANSWER_FORMATS[answer_type]
     system = _INSTRUCTIONS.format(answer_format=shown).rstrip("\n")
-    user = f"Question: {sanitise_observation(question, limit=2000)}"
+    if answer_format is None and answer_type in _ANSWER_HINTS:
+        system += " " + _ANSWER_HINTS[answer_type]
+    parts = []
+    if passages:
+        parts.append("\n".join([_PASSAGES_HEADING, *passage_lines(passages)]))
     if evidence:
-        user += "\n\n" + "\n".join([_EVIDENCE_HEADING, *evidence])
-    return open_turn(backend, system, user, style)
+        parts.append("\n".join([_EVIDENCE_HEADING, *evidence]))
+    parts.append(f"Question: {sanitise_observation(question, limit=2000)}")
+    return open_turn(backend, system, "\n\n".join(parts), style)
 
 
 @dataclass(frozen=True)
@@ -113,7 +143,20 @@ class ClosedBookGrammar:
         found = self.answer if self.answer is not None else answer_grammar((), self.answer_type)
         answer = found.prefixed("answer")
         end = Seq((Repeat(CharClass.of(_CLOSERS), 0, 3), Lit("\n")))
-        return Grammar({**answer.rules, "closing": end}, answer.start)
+        rules = {**answer.rules, "closing": end}
+        if self._quoted:
+            rules["opening-mark"] = Repeat(CharClass.of(_OPENERS), 0, 1)
+        return Grammar(rules, answer.start)
+
+    @property
+    def _quoted(self) -> bool:
+        """Whether an opening quote may come before the answer: where the answer's words hold none."""
+        return self.answer is None and self.answer_type != "text"
+
+    @property
+    def _head(self) -> tuple[Node, ...]:
+        """What comes between `answer: ` and the answer: the opening quote where one is allowed."""
+        return (Ref("opening-mark"),) if self._quoted else ()
 
     @cached_property
     def grammar(self) -> Grammar:
@@ -141,6 +184,7 @@ class ClosedBookGrammar:
                 Repeat(Ref("block"), 0, None),
                 Repeat(Ref("prefix"), 0, None),
                 opening,
+                *self._head,
                 Ref(answer.start),
                 Ref("closing"),
             )
@@ -151,7 +195,9 @@ class ClosedBookGrammar:
     def continuation(self) -> Grammar:
         """What follows a prompt that ends `answer:`: the answer, then the end of the line."""
         answer = self._answer
-        return Grammar({**answer.rules, "root": Seq((Lit(" "), Ref(answer.start), Ref("closing")))}, "root")
+        return Grammar(
+            {**answer.rules, "root": Seq((Lit(" "), *self._head, Ref(answer.start), Ref("closing")))}, "root"
+        )
 
     @cached_property
     def gbnf(self) -> str:
@@ -209,6 +255,7 @@ def closed_book_pass(
     index: int,
     restriction: Restriction,
     evidence: Sequence[str] = (),
+    passages: Sequence[str] = (),
     answer_type: AnswerType = "text",
     constrained: bool = True,
     sampling: Sampling | None = None,
@@ -221,7 +268,7 @@ def closed_book_pass(
     """Run one pass, yielding its text as TextDelta events; the step is numbered `index`. `answer` and
     `answer_format` narrow the answer line to a typed output (see `closed_book_prompt`)."""
     grammars = closed_book_grammar(answer_type, answer)
-    prompt = closed_book_prompt(backend, question, evidence, answer_type, style, answer_format)
+    prompt = closed_book_prompt(backend, question, evidence, answer_type, style, answer_format, passages)
     sampling = sampling or Sampling()
     tokens = TokenCounts()
     began = time.monotonic()

@@ -3,13 +3,17 @@ append the observation, and repeat until an answer, the step limit, a loop, or t
 
 A run that would end with a grammar-forced guess (the step limit, a loop) is answered instead by a
 closed-book reasoning pass over the question and what the run observed (`Limits.fallback`). At the
-time limit there is no time left for a pass: the run ends with no answer, as before."""
+time limit there is no time left for a pass: the run ends with no answer, as before.
+
+An agent with a `retriever` (question -> passages, e.g. `tether.tools.make_corpus_retriever`) lets its
+closed-book passes read what it finds: a small model builds poor search queries, while the question
+itself finds both pages of a two-hop question in the 5 best paragraphs more often than its runs do."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -56,7 +60,9 @@ from tether.errors import (
 )
 from tether.text import clean_text
 
-__all__ = ["Agent", "Limits"]
+__all__ = ["Agent", "Limits", "Retriever"]
+
+Retriever = Callable[[str], Sequence[str]]  # a question -> passages for the closed-book passes to read
 
 
 class Limits(BaseModel):
@@ -103,6 +109,11 @@ class Agent:
     line of JSON: see `tether.engine.typed`), on every path that answers, and puts the validated
     value on the Trace as `output`; a SchemaError where the type has no grammar.
 
+    `retriever`, where given, finds passages for the question (`Retriever`); every closed-book pass of a
+    run (closed-book mode, the fallback, `reason_then_act`'s passes) reads them, and the Trace keeps
+    them (`passages`). It runs once a run, bounded by the run's time limit; its failure is recorded on
+    the Trace (`passages_error`) and the pass goes on without passages.
+
     `tools` is required (pass `[]` for none, `tether.default_tools()` for the built-in default): the
     engine does not know the built-ins. A tool's ModelError or ToolError (any RecoverableError) and its
     own bugs become observations; any other TetherError it raises (a ConfigError) ends the run, raised
@@ -119,8 +130,12 @@ class Agent:
         prompt_style: PromptStyle = "auto",
         answer_type: AnswerType = "text",
         output_type: Any = None,
+        retriever: Retriever | None = None,
     ) -> None:
         self.backend = backend
+        if retriever is not None and not callable(retriever):
+            raise ConfigError(f"retriever must be a function from a question to passages, not {retriever!r}")
+        self.retriever = retriever
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
         self.limits = limits or Limits()
         self.mode = Mode(mode)
@@ -314,6 +329,7 @@ class _Run:
             index=index,
             restriction=restriction,
             evidence=evidence_lines(self.trace.steps) if source is AnswerSource.FALLBACK else (),
+            passages=self._passages(),
             answer_type=agent.answer_type,
             constrained=agent.mode is not Mode.FREE,
             sampling=agent.sampling,
@@ -338,6 +354,30 @@ class _Run:
             self.trace.answer_source = source
             ended_itself = restriction is Restriction.ALL and not step.truncated
             self.trace.stop_reason = StopReason.ANSWER if ended_itself else cut_or_forced
+
+    def _passages(self) -> list[str]:
+        """The retriever's passages for the question, found once a run (kept on the Trace). Its failure
+        (or an answer that is not strings, or one past the time limit) reads as no passages, as a tool's
+        failure reads as an observation; a ConfigError (the setup's) ends the run, as a tool's does."""
+        retriever = self.agent.retriever
+        if retriever is None or self.trace.passages or self.trace.passages_error:
+            return self.trace.passages
+        question = self.trace.question
+        budget = max(0.0, self.deadline - time.monotonic())
+        try:
+            found = run_with_time_limit(lambda: _strings(retriever(question)), budget, name="retriever")
+        except RecoverableError as exc:
+            return self._no_passages(str(exc))
+        except TetherError:
+            raise
+        except Exception as exc:  # the retriever's own bug must not end the run
+            return self._no_passages(f"{type(exc).__name__}: {exc}")
+        self.trace.passages = [clean_text(p) for p in found if p.strip()]
+        return self.trace.passages
+
+    def _no_passages(self, reason: str) -> list[str]:
+        self.trace.passages_error = sanitise_observation(f"retriever failed: {reason}")
+        return []
 
     def _answered(self, action: Action) -> None:
         """The run's answer, and with an output type, its value (None where it does not validate)."""
@@ -400,6 +440,17 @@ _STOPS = {  # why a run that answered under each restriction stopped
     Restriction.ANSWER_ONLY_LAST_STEP: StopReason.STEP_LIMIT,
     Restriction.ANSWER_ONLY_LOOP: StopReason.LOOP,
 }
+
+
+def _strings(passages: Iterable[str]) -> list[str]:
+    """A retriever's passages as a list, or a TypeError saying what it returned instead."""
+    if isinstance(passages, str) or not isinstance(passages, Iterable):
+        raise TypeError(f"the retriever returned {type(passages).__name__}, not a list of passages")
+    found = list(passages)
+    strange = next((p for p in found if not isinstance(p, str)), None)
+    if strange is not None:
+        raise TypeError(f"the retriever returned a {type(strange).__name__} among its passages, not text")
+    return found
 
 
 def _cut_after_two_lines(so_far: str, piece: str) -> tuple[bool, str]:

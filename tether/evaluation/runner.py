@@ -28,6 +28,7 @@ from pydantic_core import PydanticSerializationError
 from tether.engine.answer import AnswerType
 from tether.engine.backends.base import Backend, Sampling
 from tether.engine.backends.openai_server import ServerKind
+from tether.engine.closed_book import PASSAGES_MAX
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ObservationMade, RunFinished
 from tether.engine.grammar import MAX_THOUGHT_CHARS
@@ -103,6 +104,9 @@ class EvalConfig(BaseModel):
     # Closed-book passes that vote before the agent runs; it runs only when no answer has a majority
     # (tether.engine.vote.reason_then_act). 0: the agent alone. The closed-book mode is not affected.
     reason_first: int = Field(0, ge=0)
+    # HotpotQA: every closed-book pass (closed-book mode, the fallback, --reason-first's passes) reads the
+    # K paragraphs of the knowledge base that best match the question (`Agent(retriever=...)`). 0: off.
+    read: int = Field(0, ge=0, le=PASSAGES_MAX)
 
     @field_validator("time_limit_s", mode="before")
     @classmethod
@@ -119,7 +123,7 @@ class EvalConfig(BaseModel):
             mode="json",
             include={
                 "format", "max_steps", "max_step_tokens", "max_thought_chars", "act_first", "seed", "time_limit_s",
-                "prompt_style", "fallback", "vote", "temperature", "reason_first",
+                "prompt_style", "fallback", "vote", "temperature", "reason_first", "read",
             },
         )  # fmt: skip
         found["kb"] = None if self.kb is None else str(self.kb.resolve())  # one pool per folder
@@ -199,6 +203,8 @@ def _run_eval(
             raise ConfigError("--vote and --reason-first vote on answers; BFCL scores a run's first call")
     if config.vote > 1 and config.reason_first > 0:
         raise ConfigError("--vote and --reason-first are two ways to vote: use one")
+    if config.read > 0 and not any(d.format == "hotpotqa" for d in datasets):
+        raise ConfigError("--read reads paragraphs of a knowledge base, which only HotpotQA sets have here")
     if config.kb is not None and not config.kb.is_file():
         raise ConfigError(f"--kb {config.kb}: no such file; build one with tether corpus build")
     if config.concurrency > 1 and config.server is None and load_backend is None:
@@ -494,10 +500,14 @@ def _backend_loader(config: EvalConfig) -> BackendLoader:
 
 
 def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backend, mode: Mode) -> Agent:
-    """The agent for one (dataset, mode): closed-book gets no tools, the others the dataset's."""
+    """The agent for one (dataset, mode): closed-book gets no tools, the others the dataset's; with
+    --read, its closed-book passes read the knowledge base's best paragraphs for the question."""
+    from tether.tools.corpus_tool import make_corpus_retriever
+
     return Agent(
         backend,
         [] if mode is Mode.CLOSED_BOOK else resolve_tools(dataset.tools, kb=kb),
+        retriever=make_corpus_retriever(kb, k=config.read) if config.read > 0 and kb is not None else None,
         limits=Limits(
             max_steps=config.max_steps,
             max_step_tokens=config.max_step_tokens,
@@ -517,8 +527,8 @@ def _knowledge_base(config: EvalConfig, dataset: Dataset, mode: Mode) -> Path | 
     """What a HotpotQA run searches: `--kb`, or else the file's paragraphs, all questions pooled, as
     an offline encyclopedia built once per folder, before any worker thread starts (`build_corpus`
     writes a uniquely named temporary file and renames it into place, so nothing half-built is ever
-    opened). Closed-book runs search nothing."""
-    if dataset.format != "hotpotqa" or mode is Mode.CLOSED_BOOK:
+    opened). Closed-book runs search nothing, unless they --read."""
+    if dataset.format != "hotpotqa" or (mode is Mode.CLOSED_BOOK and config.read == 0):
         return None
     if config.kb is not None:
         return config.kb
