@@ -107,6 +107,8 @@ def test_every_plain_number_is_a_number_answer(typed: dict[str, StepGrammar]) ->
         ("short", "42 answer: 42"),
         ("text", "1,000 answer: 1,000"),
         ("short", "answer to the question is: Jack Lemmon"),
+        ("short", '"Texas Tech University". The question asks'),
+        ("short", "Texas \u201cTech\u201d"),
         ("text", "ANSWER is Paris"),
         ("text", "Answer"),
     ],

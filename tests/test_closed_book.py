@@ -30,6 +30,7 @@ from tether import (
     StopReason,
     TextDelta,
     Tool,
+    ToolError,
     Trace,
     tool,
 )
@@ -328,3 +329,86 @@ def test_smollm2_closed_book_and_typed_number_runs_end_with_answers_in_their_gra
     )
     assert typed.answer_source in (AnswerSource.AGENT, AnswerSource.FALLBACK)
     assert all(step.valid for step in typed.steps if not step.truncated)
+
+
+# --- open-book passes: a retriever's passages ----------------------------------------------------------------
+
+
+def test_closed_book_mode_reads_the_retrievers_passages_before_the_question() -> None:
+    asked: list[str] = []
+
+    def retriever(question: str) -> list[str]:
+        asked.append(question)
+        return ["Louvre: The Louvre is a museum\nin Paris.", "  ", "Paris: Paris is in France."]
+
+    backend = ScriptedBackend("The Louvre is in Paris.\nanswer: Paris\n")
+    agent = Agent(backend, [], mode="closed-book", answer_type="short", retriever=retriever, prompt_style="raw")
+    trace = agent.run("Where is the Louvre?")
+    assert trace.answer == "Paris" and asked == ["Where is the Louvre?"]
+    assert trace.passages == ["Louvre: The Louvre is a museum\nin Paris.", "Paris: Paris is in France."]
+    prompt = backend.prompts[0]
+    listed = "1. Louvre: The Louvre is a museum in Paris.\n2. Paris: Paris is in France.\n\nQuestion: Where is"
+    assert listed in prompt  # each passage one line, blank ones left out, and the question last
+    assert prompt.endswith("Question: Where is the Louvre?\n")  # a raw completion goes on from the question
+
+
+def test_the_fallback_reads_the_passages_and_the_runs_notes_then_the_question(echo_tools: list[Tool]) -> None:
+    backend = ScriptedBackend(step("echo", "a"), "answer: A\n")
+    agent = Agent(backend, echo_tools, limits=Limits(max_steps=2), retriever=lambda q: [f"Page: about {q}"])
+    trace = agent.run("q?")
+    assert trace.answer_source is AnswerSource.FALLBACK and trace.passages == ["Page: about q?"]
+    assert "Page: about q?" not in backend.prompts[0]  # the agent's steps do not read them
+    prompt = backend.prompts[1]
+    assert prompt.index("1. Page: about q?") < prompt.index("1. echo: a -> A") < prompt.index("Question: q?")
+
+
+def test_a_run_that_answers_by_itself_never_calls_the_retriever(echo_tools: list[Tool]) -> None:
+    def retriever(question: str) -> list[str]:
+        raise AssertionError("called")
+
+    trace = Agent(ScriptedBackend(step("echo", "a"), step("answer", "A")), echo_tools, retriever=retriever).run("q")
+    assert trace.answer == "A" and trace.passages == [] and trace.passages_error is None
+
+
+@pytest.mark.parametrize(
+    ("result", "error"),
+    [
+        (ToolError("the index is locked"), "retriever failed: the index is locked"),
+        (RuntimeError("boom"), "retriever failed: RuntimeError: boom"),
+        ("one string", "retriever failed: TypeError: the retriever returned str, not a list of passages"),
+        ([b"bytes"], "retriever failed: TypeError: the retriever returned a bytes among its passages, not text"),
+    ],
+)
+def test_a_failing_retriever_is_recorded_and_the_pass_answers_without_passages(result: object, error: str) -> None:
+    def retriever(question: str) -> object:
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    backend = ScriptedBackend("answer: 6\n")
+    trace = Agent(backend, [], mode="closed-book", retriever=retriever).run("q")  # type: ignore[arg-type]
+    assert trace.answer == "6" and trace.passages == [] and trace.passages_error == error
+    assert "Passages" not in backend.prompts[0]
+
+
+def test_a_retriever_past_the_time_limit_reads_as_no_passages() -> None:
+    def slow(question: str) -> list[str]:
+        time.sleep(5)
+        return ["late"]
+
+    began = time.monotonic()
+    limits = Limits(time_limit_s=0.5)
+    agent = Agent(ScriptedBackend("answer: 6\n"), [], mode="closed-book", limits=limits, retriever=slow)
+    trace = agent.run("q")
+    assert time.monotonic() - began < 4 and trace.passages == []
+    assert trace.passages_error is not None and "timed out" in trace.passages_error
+
+
+def test_a_retrievers_config_error_ends_the_run_and_a_bad_retriever_is_refused() -> None:
+    def broken(question: str) -> list[str]:
+        raise ConfigError("knowledge base kb.sqlite is missing")
+
+    with pytest.raises(ConfigError, match=r"kb\.sqlite is missing"):
+        Agent(ScriptedBackend("answer: 6\n"), [], mode="closed-book", retriever=broken).run("q")
+    with pytest.raises(ConfigError, match="retriever must be a function"):
+        Agent(ScriptedBackend(), [], retriever=["not", "callable"])  # type: ignore[arg-type]

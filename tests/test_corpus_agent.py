@@ -66,3 +66,46 @@ def test_real_model_with_the_corpus_keeps_every_step_valid(smollm2: LlamaCppBack
                 or "No page titled" in observation
                 or (observation.startswith("error:"))
             )
+
+
+def test_the_corpus_retriever_gives_the_best_paragraphs_for_the_question(kb: Path) -> None:
+    from tether.tools.corpus_tool import make_corpus_retriever
+
+    found = make_corpus_retriever(kb, k=2)("Who wrote The Glass Orchard novel?")
+    assert len(found) == 2 and {p.split(":")[0] for p in found} == {"The Glass Orchard", "Quentin Halloway"}
+    assert "The Glass Orchard: The Glass Orchard is a 1988 novel by Quentin Halloway." in found
+    assert make_corpus_retriever(kb)("?!") == []  # no words, no passages
+    backend = ScriptedBackend("It says Quentin Halloway.\nanswer: Quentin Halloway\n")
+    agent = Agent(backend, [], mode="closed-book", answer_type="short", retriever=make_corpus_retriever(kb, k=1))
+    trace = agent.run("Who wrote The Glass Orchard novel?")
+    assert trace.answer == "Quentin Halloway" and len(trace.passages) == 1
+    assert "1. The Glass Orchard: The Glass Orchard is a 1988 novel" in backend.prompts[0]
+
+
+def test_a_corpus_retriever_needs_a_positive_k_and_a_knowledge_base(tmp_path: Path, kb: Path) -> None:
+    from tether.errors import ConfigError
+    from tether.tools.corpus_tool import make_corpus_retriever
+
+    with pytest.raises(ConfigError, match="k of at least 1"):
+        make_corpus_retriever(kb, k=0)
+    with pytest.raises(ConfigError):
+        make_corpus_retriever(tmp_path / "missing.sqlite")
+
+
+def test_ask_read_lets_the_closed_book_pass_read_the_knowledge_base(
+    capsys: pytest.CaptureFixture[str], kb: Path
+) -> None:
+    from fakeservers import FakeServer, completion_reply
+
+    from tether.cli import main
+
+    question = "Who wrote The Glass Orchard novel?"
+    with FakeServer(lambda _: completion_reply("It says so.\nanswer: Quentin Halloway\n")) as server:
+        code = main(["ask", question, "--server", server.url, "--closed-book", "--kb", str(kb), "--read", "1"])
+        out, _ = capsys.readouterr()
+        assert code == 0 and "Answer: Quentin Halloway" in out and "read: 1 passage (The Glass Orchard)" in out
+        prompt = json.loads(server.requests[-1].body)["prompt"]
+        assert "1. The Glass Orchard: The Glass Orchard is a 1988 novel" in prompt
+        code = main(["ask", question, "--server", server.url, "--closed-book", "--read", "1"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "--read reads paragraphs of a knowledge base: give it with --kb" in err

@@ -181,6 +181,21 @@ def test_kb_searches_the_given_knowledge_base_and_a_resume_cannot_mix_pools(tmp_
         run_eval(config(tmp_path, datasets=(hotpot,), kb=tmp_path / "missing.sqlite", out=tmp_path / "o2"))
 
 
+def test_read_lets_closed_book_passes_read_the_knowledge_bases_best_paragraphs(tmp_path: Path) -> None:
+    hotpot = hotpot_file(tmp_path)
+    cfg = config(tmp_path, datasets=(hotpot,), modes=(Mode.CLOSED_BOOK,), read=2)
+    (summary,) = run_eval(cfg, load_backend=ScriptedLoader(["The Louvre is in Paris.\nanswer: Paris\n"]))
+    (record,) = records_of(tmp_path, "hp", Mode.CLOSED_BOOK).values()
+    assert record.score.correct and summary.accuracy == 1.0
+    # the file's own pool; the Paris paragraph shares no word with the question
+    assert record.trace.passages == ["Louvre: The Louvre is a museum in Paris."]
+    assert json.loads((tmp_path / "out" / "settings.json").read_text())["read"] == 2
+    with pytest.raises(ConfigError, match=r"other settings \(read "):
+        run_eval(config(tmp_path, datasets=(hotpot,), modes=(Mode.CLOSED_BOOK,)), load_backend=ScriptedLoader([]))
+    with pytest.raises(ConfigError, match="--read reads paragraphs of a knowledge base"):
+        run_eval(config(tmp_path, read=2, out=tmp_path / "arith"), load_backend=ScriptedLoader([]))
+
+
 def test_the_cli_passes_modes_and_options_to_the_eval(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -205,6 +220,8 @@ def test_the_cli_passes_modes_and_options_to_the_eval(
     assert first.act_first == 2  # type: ignore[attr-defined]
     code, _, err = run(capsys, "eval", data, "--out", out, "--reason-first", "3")
     assert code == 0 and seen[-1].reason_first == 3  # type: ignore[attr-defined]
+    code, _, err = run(capsys, "eval", data, "--out", out, "--read", "5")
+    assert code == 0 and seen[-1].read == 5  # type: ignore[attr-defined]
     code, _, err = run(capsys, "eval", data, "--out", out, "--vote", "0")
     assert code == 2 and "--vote" in err
 

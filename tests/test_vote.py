@@ -149,3 +149,11 @@ def test_agreed_needs_more_than_half_of_all_runs_and_a_run_without_an_answer_cou
     assert agreed(["7", None, "7.0"]) == "7"
     assert agreed(["7", None]) is None and agreed(["7", "8"]) is None and agreed([]) is None
     assert agreed(["Paris", "paris.", "Rome"]) == "Paris"  # the earliest wording of the normalised answer
+
+
+def test_reasoning_first_passes_read_the_agents_passages() -> None:
+    backend = FakeSampledBackend("answer: Paris\n", "answer: Paris\n", "answer: Lyon\n")
+    agent = Agent(backend, [], limits=Limits(max_steps=1), retriever=lambda q: ["Louvre: a museum in Paris."])
+    voted = reason_then_act(agent, "Where is the Louvre?", samples=3)
+    assert voted.answer == "Paris" and all(t.passages == ["Louvre: a museum in Paris."] for t in voted.traces)
+    assert all("1. Louvre: a museum in Paris." in p for p in backend.prompts)

@@ -19,6 +19,7 @@ from tether.cli._options import (
 )
 from tether.engine.answer import ANSWER_TYPES, AnswerType
 from tether.engine.backends.openai_server import ServerKind
+from tether.engine.closed_book import PASSAGES_MAX
 from tether.engine.controller import Agent, Limits
 from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
 from tether.engine.protocol import Mode, Restriction, StopReason, Trace
@@ -61,6 +62,14 @@ __all__ = ["ask", "run_question"]
 )
 @click.option("--kb", type=click.Path(), help="offline knowledge base (tether corpus build) for wikipedia/lookup")
 @click.option(
+    "--read",
+    type=click.IntRange(0, PASSAGES_MAX),
+    default=0,
+    show_default=True,
+    help="closed-book passes (--closed-book, the fallback) read the K paragraphs of --kb that best match the "
+    "question (0: off)",
+)
+@click.option(
     "--mcp",
     "mcp_servers",
     multiple=True,
@@ -88,6 +97,7 @@ def ask(
     fallback: bool,
     time_limit: float,
     kb: str | None,
+    read: int,
     mcp_servers: tuple[str, ...],
     server: str | None,
     server_kind: ServerKind,
@@ -101,7 +111,10 @@ def ask(
     server failed (stop reason backend_error) or on another error, 2 on bad options, 130 on Ctrl-C."""
     if closed_book and no_grammar:
         raise click.UsageError("--closed-book and --no-grammar exclude each other")
+    if read and kb is None:
+        raise click.UsageError("--read reads paragraphs of a knowledge base: give it with --kb")
     from tether.models import build_backend
+    from tether.tools.corpus_tool import make_corpus_retriever
 
     question = clean_text(question)  # undecodable argv bytes arrive as lone surrogates
     registry = resolve_tools(tool_names(tools), kb=kb)
@@ -121,6 +134,7 @@ def ask(
             ),
             mode=Mode.CLOSED_BOOK if closed_book else Mode.FREE if no_grammar else Mode.CONSTRAINED,
             answer_type=answer_type,
+            retriever=make_corpus_retriever(kb, k=read) if read and kb is not None else None,
         )
         run_question(agent, question, as_json=as_json)
 
@@ -182,6 +196,11 @@ def _summary(trace: Trace) -> None:
     click.echo()
     answer = terminal_safe(trace.answer) if trace.answer is not None else "(no answer)"
     click.secho(f"Answer: {answer}", bold=True)
+    if trace.passages or trace.passages_error:
+        heads = "; ".join(terminal_safe(p.split(":", 1)[0][:80]) for p in trace.passages)  # "Title: text"
+        count = len(trace.passages)
+        shown = trace.passages_error or f"{count} passage{'' if count == 1 else 's'} ({heads})"
+        click.echo(f"read: {terminal_safe(shown)}")
     click.echo(
         f"stop: {trace.stop_reason.value if trace.stop_reason else '?'} · {len(trace.steps)} steps · "
         f"{trace.parse_failures} invalid · {trace.elapsed_s:.1f}s"
