@@ -16,9 +16,15 @@ own rules (`first-*`), and the node after the last letter must go on to another 
 
 An answer may be narrowed to an expected type (`AnswerType`): `number` (an optional sign, digits with
 optional thousands commas, optional decimals; no units, so "57 stickers" cannot be written), `yes-no`
-(`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words, with no
-double quotes: `answer: "Texas Tech University". The question asks` ran on past the quote; a quote
-may still open and close a closed-book answer line), or `text` (the default). None of the narrower
+(`yes` or `no`, any case), `short` (the text answer, at most `SHORT_ANSWER_MAX_WORDS` words), or `text`
+(the default).
+
+A short answer is one phrase, not the start of a sentence: a small model reading passages wrote
+`answer: 2009. The English local newspaper, featuring…` and `answer: "Texas Tech University". The
+question asks…`, and the budget glued the rest into one word. So its words hold no double quotes and
+no full stop, except in a number ("3.5") and in initials and abbreviations ("C. W. Grafton", "U.S.",
+"Ltd.": one capital or small letter and at most two more small letters, then a point, repeated); the
+point after any other word ends the answer (the closed-book grammar takes it as a closing mark). None of the narrower
 languages can hold a colon, so none can start a step line either.
 
 An agent with an `output_type` narrows the answer to that type's grammar instead (`typed_answer_grammar`:
@@ -56,6 +62,7 @@ STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcri
 
 _SPACES = " \t\r\n"
 _QUOTES = '"\u201c\u201d'  # left out of a short answer's words
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _padded(body: Node) -> Grammar:
@@ -93,7 +100,8 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
     if answer_type not in ("text", "short"):
         raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
     max_words = SHORT_ANSWER_MAX_WORDS if answer_type == "short" else ANSWER_MAX_WORDS
-    outside = _SPACES + (_QUOTES if answer_type == "short" else "")  # what no word may hold
+    short = answer_type == "short"
+    outside = _SPACES + (_QUOTES + "." if short else "")  # what no word may hold (a short one: see above)
     # a name whose "name:" is longer than a word cannot be written as one, so needs no branch
     names = sorted({n.casefold() for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS})
     children: list[dict[str, int]] = [{}]  # trie over "name:"; node 0 is the start of a word
@@ -125,19 +133,26 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
                 Seq((either_case(ch), Ref(rule_of(child, first)))) for ch, child in edges.items() if ch != ":"
             ]
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
-            rules.setdefault(
-                tail, Repeat(CharClass.of(outside, negated=True), 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1)
-            )
+            letter: Node = CharClass.of(outside, negated=True)
+            if short:  # a point only before a digit, as in 3.5
+                letter = Alt((letter, Seq((Lit("."), CharClass.of("0123456789")))))
+            rules.setdefault(tail, Repeat(letter, 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
             options.append(Seq((CharClass.of(outside + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
             may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
             rules[rule_of(node, first)] = Repeat(body, 0, 1) if may_end else body
+    first_word_rule: Node = Ref("first-0")
+    word_rule: Node = Ref("w-0")
+    if short:  # initials and abbreviations: "C.", "U.S.", "Ltd."
+        lower = CharClass.of(_LOWER + _LOWER.upper())
+        rules["abbreviation"] = Repeat(Seq((lower, Repeat(CharClass.of(_LOWER), 0, 2), Lit("."))), 1, 6)
+        first_word_rule, word_rule = Alt((first_word_rule, Ref("abbreviation"))), Alt((word_rule, Ref("abbreviation")))
     word_gap = Repeat(Lit(" "), 1, 2)
     rules["root"] = Seq(
         (
             Repeat(Lit(" "), 0, 2),
-            Ref("first-0"),
-            Repeat(Seq((word_gap, Ref("w-0"))), 0, max_words - 1),
+            first_word_rule,
+            Repeat(Seq((word_gap, word_rule)), 0, max_words - 1),
             Repeat(Lit(" "), 0, 2),
         )
     )
