@@ -109,3 +109,24 @@ def test_ask_read_lets_the_closed_book_pass_read_the_knowledge_base(
         code = main(["ask", question, "--server", server.url, "--closed-book", "--read", "1"])
     _, err = capsys.readouterr()
     assert code == 2 and "--read reads paragraphs of a knowledge base: give it with --kb" in err
+
+
+@pytest.mark.model
+def test_real_model_reads_the_passages_and_answers_one_short_phrase(smollm2: LlamaCppBackend, kb: Path) -> None:
+    from tether import Mode, reason_then_act
+    from tether.engine.closed_book import closed_book_grammar
+    from tether.tools.corpus_tool import make_corpus_retriever
+
+    retriever = make_corpus_retriever(kb, k=2)
+    limits = Limits(max_steps=3, time_limit_s=24 * 3600.0)  # bounded by tokens, not by the machine's speed
+    agent = Agent(smollm2, resolve_tools([], kb=kb), limits=limits, answer_type="short", retriever=retriever)
+    voted = reason_then_act(agent, "Who wrote The Glass Orchard?", samples=2)
+    passes = [t for t in voted.traces if t.mode is Mode.CLOSED_BOOK]
+    assert len(passes) == 2 and all(t.passages == passes[0].passages for t in passes)
+    assert passes[0].passages[0].startswith("The Glass Orchard: ")
+    assert all(t.stop_reason is not None for t in voted.traces)  # every run ended
+    for trace in passes:  # a pass that answered wrote one short phrase, as its grammar allows
+        step = trace.steps[-1]
+        if step.action is not None:
+            assert step.action == closed_book_grammar("short").parse(step.raw_text)
+            assert len(step.action.input.split()) <= 8 and '"' not in step.action.input
