@@ -108,6 +108,9 @@ def test_every_plain_number_is_a_number_answer(typed: dict[str, StepGrammar]) ->
         ("text", "1,000 answer: 1,000"),
         ("short", "answer to the question is: Jack Lemmon"),
         ("short", '"Texas Tech University". The question asks'),
+        ("short", "2009. The English local newspaper"),
+        ("short", "2009.0.0.0"),
+        ("short", "Kansas. Both schools"),
         ("short", "Texas \u201cTech\u201d"),
         ("text", "ANSWER is Paris"),
         ("text", "Answer"),
@@ -137,6 +140,8 @@ def test_a_step_answer_with_a_closing_point_is_refused(
         ("Thus (answer: yes).", "yes-no", "yes"),
         ('answer: "The Wall"', "short", "The Wall"),
         ('answer: "The Wall"', "text", '"The Wall"'),
+        ("answer: C. W. Grafton.", "short", "C. W. Grafton"),
+        ("answer: Kansas.", "short", "Kansas"),
     ],
 )
 def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(
@@ -151,6 +156,8 @@ def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(
         *[("number", "57"), ("number", "-1,234.5"), ("number", "+0.25"), ("yes-no", "Yes"), ("yes-no", "NO")],
         *[("short", "the Glass Orchard"), ("short", " ".join(["w"] * SHORT_ANSWER_MAX_WORDS))],
         *[("short", "Answers Unlimited"), ("short", "an answer"), ("short", "The answer")],
+        *[("short", "C. W. Grafton"), ("short", "U.S. Navy"), ("short", "$10.5 million")],
+        *[("short", "Rear Adm. J. Snyder")],
     ],
 )
 def test_typed_answers_are_in_their_grammar(typed: dict[str, StepGrammar], answer_type: str, answer: str) -> None:

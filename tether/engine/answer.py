@@ -22,7 +22,7 @@ optional thousands commas, optional decimals; no units, so "57 stickers" cannot 
 A short answer is one phrase, not the start of a sentence: a small model reading passages wrote
 `answer: 2009. The English local newspaper, featuring…` and `answer: "Texas Tech University". The
 question asks…`, and the budget glued the rest into one word. So its words hold no double quotes and
-no full stop, except in a number ("3.5") and in initials and abbreviations ("C. W. Grafton", "U.S.",
+no full stop, except between two digits ("3.5") and in initials and abbreviations ("C. W. Grafton", "U.S.",
 "Ltd.": one capital or small letter and at most two more small letters, then a point, repeated); the
 point after any other word ends the answer (the closed-book grammar takes it as a closing mark). None of the narrower
 languages can hold a colon, so none can start a step line either.
@@ -134,8 +134,9 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
             ]
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
             letter: Node = CharClass.of(outside, negated=True)
-            if short:  # a point only before a digit, as in 3.5
-                letter = Alt((letter, Seq((Lit("."), CharClass.of("0123456789")))))
+            if short:  # a point only between two digits, as in 3.5 (not "2009.0.0.0", which a model wrote)
+                digit = CharClass.of("0123456789")
+                letter = Alt((letter, Seq((digit, Lit("."), digit))))
             rules.setdefault(tail, Repeat(letter, 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
             options.append(Seq((CharClass.of(outside + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
