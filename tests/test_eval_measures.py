@@ -73,6 +73,15 @@ def test_a_lookup_reads_the_gold_page_open_at_the_time() -> None:
     assert titles_reached(trace(other, read.model_copy(update={"index": 2})), ["Ed Wood"]) == set()
 
 
+def test_passages_a_closed_book_pass_read_reach_their_titles() -> None:
+    read = trace(mode=Mode.CLOSED_BOOK).model_copy(update={"passages": ["Ed Wood: a director.", "Wood: a material."]})
+    assert titles_reached(read, ["Ed Wood", "Scott Derrickson"]) == {"Ed Wood"}
+    s = summarise("hp", "m", "closed-book", [record(1, read, True, ["Ed Wood", "Scott Derrickson"])])
+    assert s.gold_titles_reached == pytest.approx(1 / 2) and s.questions_all_gold_reached == 0.0
+    unread = summarise("hp", "m", "closed-book", [record(1, trace(mode=Mode.CLOSED_BOOK), True, ["Ed Wood"])])
+    assert unread.gold_titles_reached is None  # nothing read: nothing measured
+
+
 def hotpot_file(tmp_path: Path, facts: object) -> Path:
     path = tmp_path / "hp.json"
     item = {"_id": "h1", "question": "Who?", "answer": "Ed", "supporting_facts": facts,

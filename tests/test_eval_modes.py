@@ -189,6 +189,7 @@ def test_read_lets_closed_book_passes_read_the_knowledge_bases_best_paragraphs(t
     assert record.score.correct and summary.accuracy == 1.0
     # the file's own pool; the Paris paragraph shares no word with the question
     assert record.trace.passages == ["Louvre: The Louvre is a museum in Paris."]
+    assert summary.gold_titles_reached == 0.5  # of Louvre and Paris, what the pass read
     assert json.loads((tmp_path / "out" / "settings.json").read_text())["read"] == 2
     with pytest.raises(ConfigError, match=r"other settings \(read "):
         run_eval(config(tmp_path, datasets=(hotpot,), modes=(Mode.CLOSED_BOOK,)), load_backend=ScriptedLoader([]))

@@ -200,9 +200,9 @@ def _answer_source(trace: Trace) -> str:
 
 def _retrieval(mode: str, records: Sequence[Record]) -> tuple[float | None, float | None]:
     """The share of gold titles reached, and of questions that reached all of theirs (None when no
-    record has gold titles, or in closed-book mode, which has no tools to reach them with)."""
+    record has gold titles, or in closed-book mode when nothing was read: no tools, no passages)."""
     measured = [r for r in records if r.supporting_titles]
-    if not measured or mode == Mode.CLOSED_BOOK.value:
+    if not measured or (mode == Mode.CLOSED_BOOK.value and not any(r.trace.passages for r in measured)):
         return None, None
     hits = [len(titles_reached(r.trace, r.supporting_titles)) for r in measured]
     gold = sum(len(r.supporting_titles) for r in measured)

@@ -1,7 +1,8 @@
 """Retrieval, measured apart from reasoning: which of a HotpotQA question's gold paragraphs a run
 actually read. A gold title counts as reached when a `wikipedia` observation opened its page (the
-offline tool starts the page's text with `<title>:`) or a `lookup` read a sentence of it (a result
-from the page open at the time)."""
+offline tool starts the page's text with `<title>:`), a `lookup` read a sentence of it (a result
+from the page open at the time), or a closed-book pass read it among the passages of the agent's
+retriever (`make_corpus_retriever` starts each with `<title>:`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ _LOOKUP_RESULT = "(Result "  # a lookup that found a sentence on the open page
 def titles_reached(trace: Trace, gold: Iterable[str]) -> set[str]:
     """The titles of `gold` whose paragraphs the run opened or read."""
     wanted = sorted(set(gold), key=len, reverse=True)  # "Ed Wood (film)" is tried before "Ed Wood"
-    reached: set[str] = set()
+    reached = {t for t in wanted if any(p.startswith(f"{t}:") for p in trace.passages)}
     open_title: str | None = None  # the gold page open now, if the open page is one
     for step in trace.steps:
         action, observation = step.action, step.observation
