@@ -207,11 +207,12 @@ def write_reports(
         cost_table(summaries),
         "## Answers and retrieval",
         "",
-        "answer type: what the answer grammar admits (number, short: at most 8 words, text); "
+        "answer type: what the answer grammar admits (number, short: one phrase of at most 8 words, text); "
         "agent / forced / fallback / closed-book / none: which path produced each answer (the model chose "
         "`answer:`; the grammar forced it at the step limit or in a loop; a closed-book pass over the run's "
         "observations; closed-book mode; no answer); gold titles reached: HotpotQA's supporting paragraphs "
-        "that a `wikipedia` search opened or a `lookup` read, over all of them; questions with all gold "
+        "that a `wikipedia` search opened, a `lookup` read or a closed-book pass read among its passages "
+        "(`--read`), over all of them; questions with all gold "
         "titles: the share of questions whose runs reached every one.",
         "",
         answers_table(summaries),
