@@ -10,7 +10,7 @@ from typing import Literal
 
 import pytest
 from fakebackends import FakeFloodBackend
-from fakeservers import FakeServer, completion_reply
+from fakeservers import FakeServer, completion_reply, json_reply
 
 from tether import (
     ActionParsed,
@@ -412,3 +412,28 @@ def test_a_retrievers_config_error_ends_the_run_and_a_bad_retriever_is_refused()
         Agent(ScriptedBackend("answer: 6\n"), [], mode="closed-book", retriever=broken).run("q")
     with pytest.raises(ConfigError, match="retriever must be a function"):
         Agent(ScriptedBackend(), [], retriever=["not", "callable"])  # type: ignore[arg-type]
+
+
+def test_ask_reason_first_shows_each_run_and_the_vote(capsys: pytest.CaptureFixture[str]) -> None:
+    replies = iter(["Two and two.\nanswer: 4\n", "answer: 4\n", "answer: 5\n"])
+    with FakeServer(lambda _: completion_reply(next(replies))) as server:
+        code, out, _ = ask(capsys, "--server", server.url, "--reason-first", "3", "--answer-type", "number")
+    assert code == 0 and len(server.requests) == 3  # the passes agreed: the agent did not run
+    assert out.index("══ closed-book pass 1 of 3") < out.index("Two and two.") < out.index("══ closed-book pass 2 of 3")
+    assert "══ the agent" not in out and out.rstrip().splitlines()[-2] == "Answer: 4"
+    assert out.rstrip().splitlines()[-1].startswith("votes: 4 x2, 5 x1 · run 1 answered · 3 runs")
+
+    script = iter(["answer: 3\n", "answer: 4\n", "Thought: go\ncalculate: 2+2\n", "Thought: done\nanswer: 4\n"])
+    with FakeServer(lambda _: completion_reply(next(script))) as server:
+        code, out, _ = ask(capsys, "--server", server.url, "--reason-first", "2", "--json")
+    voted = json.loads(out)
+    assert code == 0 and voted["answer"] == "4" and voted["votes"] == {"3": 1, "4": 1} and voted["winner"] == 2
+    assert [t["mode"] for t in voted["traces"]] == ["closed-book", "closed-book", "constrained"]
+    code, _, err = ask(capsys, "--reason-first", "3", "--closed-book")
+    assert code == 2 and "not with --closed-book" in err
+
+
+def test_ask_reason_first_with_a_failing_server_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with FakeServer(lambda _: json_reply({"error": "overloaded"}, status=500)) as server:
+        code, _, err = ask(capsys, "--server", server.url, "--reason-first", "2")
+    assert code == 1 and "error:" in err

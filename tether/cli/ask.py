@@ -24,11 +24,12 @@ from tether.engine.controller import Agent, Limits
 from tether.engine.events import ActionParsed, Event, ObservationMade, RunFinished, StepFailed, StepStarted, TextDelta
 from tether.engine.protocol import Mode, Restriction, StopReason, Trace
 from tether.engine.tool import Tool
+from tether.engine.vote import Voted, reason_then_act
 from tether.errors import BackendError
 from tether.text import clean_text, one_line
 from tether.tools import DEFAULT_TOOL_NAMES, resolve_tools
 
-__all__ = ["ask", "run_question"]
+__all__ = ["ask", "run_question", "run_reasoning_first"]
 
 
 @click.command()
@@ -84,7 +85,14 @@ __all__ = ["ask", "run_question"]
     show_default=True,
     help="whether the first step must call a tool (small models otherwise answer from memory)",
 )
-@click.option("--json", "as_json", is_flag=True, help="print the Trace as JSON instead of the live view")
+@click.option(
+    "--reason-first",
+    type=click.IntRange(0, 50),
+    default=0,
+    show_default=True,
+    help="N closed-book passes vote first; the agent runs only when no answer has a majority (0: off)",
+)
+@click.option("--json", "as_json", is_flag=True, help="print the Trace (with --reason-first, the vote) as JSON")
 def ask(
     question: str,
     model: str | None,
@@ -103,6 +111,7 @@ def ask(
     server_kind: ServerKind,
     api_key: str | None,
     act_first: bool,
+    reason_first: int,
     as_json: bool,
 ) -> None:
     """Answer QUESTION with the agent, showing each Thought / command / Observation as it happens.
@@ -111,6 +120,8 @@ def ask(
     server failed (stop reason backend_error) or on another error, 2 on bad options, 130 on Ctrl-C."""
     if closed_book and no_grammar:
         raise click.UsageError("--closed-book and --no-grammar exclude each other")
+    if reason_first and closed_book:
+        raise click.UsageError("--reason-first runs closed-book passes, then the agent: not with --closed-book")
     if read and kb is None:
         raise click.UsageError("--read reads paragraphs of a knowledge base: give it with --kb")
     from tether.models import build_backend
@@ -136,7 +147,10 @@ def ask(
             answer_type=answer_type,
             retriever=make_corpus_retriever(kb, k=read) if read and kb is not None else None,
         )
-        run_question(agent, question, as_json=as_json)
+        if reason_first:
+            run_reasoning_first(agent, question, samples=reason_first, as_json=as_json)
+        else:
+            run_question(agent, question, as_json=as_json)
 
 
 def _connect_mcp(connections: ExitStack, servers: Sequence[str]) -> list[Tool]:
@@ -165,6 +179,37 @@ def run_question(agent: Agent, question: str, *, as_json: bool = False) -> Trace
         reason = trace.steps[-1].error if trace.steps and trace.steps[-1].error else "the server failed"
         raise BackendError(reason)
     return trace
+
+
+def run_reasoning_first(agent: Agent, question: str, *, samples: int, as_json: bool = False) -> Voted:
+    """`ask --reason-first`: the closed-book passes, then the agent where they disagree, each run shown
+    live under a heading (or the vote printed as JSON); a server failure in any run is a BackendError."""
+    headings = [f"closed-book pass {i} of {samples}" for i in range(1, samples + 1)]
+    headings.append("the agent: no answer has a majority")
+    begun = [False]
+
+    def view(event: Event) -> None:
+        if not begun[0]:
+            click.secho(f"══ {headings[0]}", fg="magenta", bold=True)
+            begun[0] = True
+        live_view(event)
+        if isinstance(event, RunFinished):
+            headings.pop(0)
+            begun[0] = False
+
+    voted = reason_then_act(agent, question, samples=samples, on_event=None if as_json else view)
+    if as_json:
+        click.echo(voted.model_dump_json(indent=2))
+    else:
+        votes = ", ".join(f"{terminal_safe(answer)} x{count}" for answer, count in voted.votes.items()) or "none"
+        decided = "no run answered" if voted.winner is None else f"run {voted.winner + 1} answered"
+        click.echo()
+        click.secho(f"Answer: {terminal_safe(voted.answer) if voted.answer else '(no answer)'}", bold=True)
+        click.echo(f"votes: {votes} · {decided} · {len(voted.traces)} runs · {voted.elapsed_s:.1f}s")
+    broken = next((t for t in voted.traces if t.stop_reason is StopReason.BACKEND_ERROR), None)
+    if broken is not None:
+        raise BackendError(next((s.error for s in reversed(broken.steps) if s.error), "the server failed"))
+    return voted
 
 
 _NOTES = {

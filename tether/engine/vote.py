@@ -14,12 +14,13 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel
 
 from tether.engine.controller import Agent
+from tether.engine.events import Event
 from tether.engine.protocol import Mode, Trace
 from tether.errors import ConfigError
 
@@ -71,12 +72,20 @@ def self_consistent(agent: Agent, question: str, *, k: int, temperature: float =
     return Voted(answer=winner, votes=votes, traces=traces, winner=decided, elapsed_s=time.monotonic() - began)
 
 
-def reason_then_act(agent: Agent, question: str, *, samples: int = 3, temperature: float = 0.7) -> Voted:
+def reason_then_act(
+    agent: Agent,
+    question: str,
+    *,
+    samples: int = 3,
+    temperature: float = 0.7,
+    on_event: Callable[[Event], None] | None = None,
+) -> Voted:
     """The model's own reasoning first, then the agent: `samples` closed-book passes of the agent's
     model (the first with the agent's sampling, greedy by default; the others at `temperature`, seeds
     0, 1, ...). An answer that more than half of the passes give stands. Otherwise the agent runs once,
     with its own sampling, and its answer is the result (None if it gave none). `votes` counts the
-    passes' answers; the agent's trace, when it ran, is the last of `traces`."""
+    passes' answers; the agent's trace, when it ran, is the last of `traces`. `on_event` sees every
+    run's events in order, each run ending with its RunFinished (as `Agent.run`'s does)."""
     if samples < 1:
         raise ConfigError(f"reasoning first needs at least one closed-book pass, not samples={samples}")
     if agent.mode is Mode.CLOSED_BOOK:
@@ -86,12 +95,13 @@ def reason_then_act(agent: Agent, question: str, *, samples: int = 3, temperatur
     began = time.monotonic()
     thinker = copy.copy(agent)  # the same backend and answer grammar, no tool loop
     thinker.mode = Mode.CLOSED_BOOK
-    traces = [(thinker if i == 0 else _sampled(thinker, temperature, i - 1)).run(question) for i in range(samples)]
+    passes = [thinker if i == 0 else _sampled(thinker, temperature, i - 1) for i in range(samples)]
+    traces = [run.run(question, on_event) for run in passes]
     _, votes = majority(traces)
     winner = agreed([t.answer for t in traces])
     decided = _first_with(traces, winner)
     if winner is None:
-        traces.append(agent.run(question))
+        traces.append(agent.run(question, on_event))
         winner = traces[-1].answer
         decided = None if winner is None else len(traces) - 1
     return Voted(answer=winner, votes=votes, traces=traces, winner=decided, elapsed_s=time.monotonic() - began)
