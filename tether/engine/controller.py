@@ -5,9 +5,10 @@ A run that would end with a grammar-forced guess (the step limit, a loop) is ans
 closed-book reasoning pass over the question and what the run observed (`Limits.fallback`). At the
 time limit there is no time left for a pass: the run ends with no answer, as before.
 
-An agent with a `retriever` (question -> passages, e.g. `tether.tools.make_corpus_retriever`) lets its
-closed-book passes read what it finds: a small model builds poor search queries, while the question
-itself finds both pages of a two-hop question in the 5 best paragraphs more often than its runs do."""
+An agent's `retriever` (question -> passages, e.g. `tether.tools.corpus_tool.make_corpus_retriever`)
+gives its closed-book passes something to read: a small model builds poor search queries, while the
+question itself finds both pages of a two-hop question in the 5 best paragraphs more often than its
+runs do."""
 
 from __future__ import annotations
 
