@@ -123,7 +123,7 @@ def test_real_model_reads_the_passages_and_answers_one_short_phrase(smollm2: Lla
     voted = reason_then_act(agent, "Who wrote The Glass Orchard?", samples=2)
     passes = [t for t in voted.traces if t.mode is Mode.CLOSED_BOOK]
     assert len(passes) == 2 and all(t.passages == passes[0].passages for t in passes)
-    assert passes[0].passages[0].startswith("The Glass Orchard: ")
+    assert any(p.startswith("The Glass Orchard: ") for p in passes[0].passages)
     assert all(t.stop_reason is not None for t in voted.traces)  # every run ended
     for trace in passes:  # a pass that answered wrote one short phrase, as its grammar allows
         step = trace.steps[-1]
