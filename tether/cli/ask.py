@@ -176,9 +176,13 @@ def run_question(agent: Agent, question: str, *, as_json: bool = False) -> Trace
     if as_json:
         click.echo(trace.model_dump_json(indent=2))
     if trace.stop_reason is StopReason.BACKEND_ERROR:
-        reason = trace.steps[-1].error if trace.steps and trace.steps[-1].error else "the server failed"
-        raise BackendError(reason)
+        raise BackendError(_server_failure(trace))
     return trace
+
+
+def _server_failure(trace: Trace) -> str:
+    """What a run that a server failure ended says about it: its last step's error."""
+    return trace.steps[-1].error if trace.steps and trace.steps[-1].error else "the server failed"
 
 
 def run_reasoning_first(agent: Agent, question: str, *, samples: int, as_json: bool = False) -> Voted:
@@ -208,7 +212,7 @@ def run_reasoning_first(agent: Agent, question: str, *, samples: int, as_json: b
         click.echo(f"votes: {votes} · {decided} · {len(voted.traces)} runs · {voted.elapsed_s:.1f}s")
     broken = next((t for t in voted.traces if t.stop_reason is StopReason.BACKEND_ERROR), None)
     if broken is not None:
-        raise BackendError(next((s.error for s in reversed(broken.steps) if s.error), "the server failed"))
+        raise BackendError(_server_failure(broken))
     return voted
 
 

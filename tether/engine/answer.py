@@ -22,10 +22,10 @@ optional thousands commas, optional decimals; no units, so "57 stickers" cannot 
 A short answer is one phrase, not the start of a sentence: a small model reading passages wrote
 `answer: 2009. The English local newspaper, featuring…` and `answer: "Texas Tech University". The
 question asks…`, and the budget glued the rest into one word. So its words hold no double quotes and
-no full stop, except between two digits ("3.5") and in initials and abbreviations ("C. W. Grafton", "U.S.",
-"Ltd.": one capital or small letter and at most two more small letters, then a point, repeated); the
-point after any other word ends the answer (the closed-book grammar takes it as a closing mark). None of the narrower
-languages can hold a colon, so none can start a step line either.
+no full stop, except between two digits ("3.5") and in initials and abbreviations ("C. W. Grafton",
+"U.S.", "Ltd.": one letter and at most two more small letters, then a point, repeated); the point
+after any other word ends the answer (the closed-book grammar takes it as a closing mark). None of the
+narrower languages can hold a colon, so none can start a step line either.
 
 An agent with an `output_type` narrows the answer to that type's grammar instead (`typed_answer_grammar`:
 a number, an enum's value, one line of JSON), padded like the others.
@@ -33,6 +33,7 @@ a number, an enum's value, one line of JSON), padded like the others.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable
 from typing import Literal, get_args
 
@@ -62,7 +63,6 @@ STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcri
 
 _SPACES = " \t\r\n"
 _QUOTES = '"\u201c\u201d'  # left out of a short answer's words
-_LOWER = "abcdefghijklmnopqrstuvwxyz"
 
 
 def _padded(body: Node) -> Grammar:
@@ -99,8 +99,8 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
         return _padded(_yes_no())
     if answer_type not in ("text", "short"):
         raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
-    max_words = SHORT_ANSWER_MAX_WORDS if answer_type == "short" else ANSWER_MAX_WORDS
     short = answer_type == "short"
+    max_words = SHORT_ANSWER_MAX_WORDS if short else ANSWER_MAX_WORDS
     outside = _SPACES + (_QUOTES + "." if short else "")  # what no word may hold (a short one: see above)
     # a name whose "name:" is longer than a word cannot be written as one, so needs no branch
     names = sorted({n.casefold() for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS})
@@ -135,7 +135,7 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
             tail = f"tail-{ANSWER_MAX_WORD_CHARS - depth[node] - 1}"  # what is left of the word after this letter
             letter: Node = CharClass.of(outside, negated=True)
             if short:  # a point only between two digits, as in 3.5 (not "2009.0.0.0", which a model wrote)
-                digit = CharClass.of("0123456789")
+                digit = CharClass.of(string.digits)
                 letter = Alt((letter, Seq((digit, Lit("."), digit))))
             rules.setdefault(tail, Repeat(letter, 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
             options.append(Seq((CharClass.of(outside + "".join(followed), negated=True), Ref(tail))))
@@ -145,8 +145,8 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
     first_word_rule: Node = Ref("first-0")
     word_rule: Node = Ref("w-0")
     if short:  # initials and abbreviations: "C.", "U.S.", "Ltd."
-        lower = CharClass.of(_LOWER + _LOWER.upper())
-        rules["abbreviation"] = Repeat(Seq((lower, Repeat(CharClass.of(_LOWER), 0, 2), Lit("."))), 1, 6)
+        small = Repeat(CharClass.of(string.ascii_lowercase), 0, 2)
+        rules["abbreviation"] = Repeat(Seq((CharClass.of(string.ascii_letters), small, Lit("."))), 1, 6)
         first_word_rule, word_rule = Alt((first_word_rule, Ref("abbreviation"))), Alt((word_rule, Ref("abbreviation")))
     word_gap = Repeat(Lit(" "), 1, 2)
     rules["root"] = Seq(

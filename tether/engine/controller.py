@@ -357,12 +357,13 @@ class _Run:
             self.trace.stop_reason = StopReason.ANSWER if ended_itself else cut_or_forced
 
     def _passages(self) -> list[str]:
-        """The retriever's passages for the question, found once a run (kept on the Trace). Its failure
-        (or an answer that is not strings, or one past the time limit) reads as no passages, as a tool's
-        failure reads as an observation; a ConfigError (the setup's) ends the run, as a tool's does."""
+        """The retriever's passages for the question, kept on the Trace (a run has at most one closed-book
+        pass, so this runs at most once). Its failure (or an answer that is not strings, or one past the
+        time limit) reads as no passages, as a tool's failure reads as an observation; a ConfigError (the
+        setup's) ends the run, as a tool's does."""
         retriever = self.agent.retriever
-        if retriever is None or self.trace.passages or self.trace.passages_error:
-            return self.trace.passages
+        if retriever is None:
+            return []
         question = self.trace.question
         budget = max(0.0, self.deadline - time.monotonic())
         try:
