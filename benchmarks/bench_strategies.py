@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _results import write_results
+from _results import accuracy_cells, write_results
 
 from tether import Agent, Limits, Sampling
 from tether.engine.protocol import Mode
@@ -126,9 +126,8 @@ def main() -> None:
     print("| strategy | accuracy [95% interval] | correct / n | runs/question | s/question |")
     print("|---|---|---|---|---|")
     for row in table:
-        low, high = row["interval"]
         print(
-            f"| {row['strategy']} | {row['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {row['correct']} / {row['n']} "
+            f"| {row['strategy']} | {accuracy_cells(row)} "
             f"| {row['runs_per_question']:.2f} | {row['seconds_per_question']:.1f} |"
         )
     write_results(

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _results import write_results
+from _results import accuracy_cells, write_results
 
 from tether import Agent, Limits, Sampling, self_consistent
 from tether.engine.vote import majority
@@ -83,11 +83,7 @@ def main() -> None:
     print("| runs | accuracy [95% interval] | correct / n | s/question |")
     print("|---|---|---|---|")
     for t in table:
-        low, high = t["interval"]
-        print(
-            f"| {t['runs']} | {t['accuracy']:.1%} [{low:.1%}, {high:.1%}] | {t['correct']} / {t['n']} "
-            f"| {t['seconds_per_question']:.1f} |"
-        )
+        print(f"| {t['runs']} | {accuracy_cells(t)} | {t['seconds_per_question']:.1f} |")
     write_results(
         args.out,
         table,
