@@ -35,7 +35,13 @@ from tether import (
     tool,
 )
 from tether.cli import main
-from tether.engine.closed_book import EVIDENCE_LINE_CHARS, closed_book_grammar, evidence_lines
+from tether.engine.closed_book import (
+    EVIDENCE_LINE_CHARS,
+    PASSAGE_CHARS,
+    PASSAGES_MAX,
+    closed_book_grammar,
+    evidence_lines,
+)
 from tether.engine.protocol import Action, Step
 from tether.tools import resolve_tools
 
@@ -345,11 +351,20 @@ def test_closed_book_mode_reads_the_retrievers_passages_before_the_question() ->
     agent = Agent(backend, [], mode="closed-book", answer_type="short", retriever=retriever, prompt_style="raw")
     trace = agent.run("Where is the Louvre?")
     assert trace.answer == "Paris" and asked == ["Where is the Louvre?"]
-    assert trace.passages == ["Louvre: The Louvre is a museum\nin Paris.", "Paris: Paris is in France."]
+    assert trace.passages == ["Louvre: The Louvre is a museum in Paris.", "Paris: Paris is in France."]  # as read
     prompt = backend.prompts[0]
     listed = "1. Louvre: The Louvre is a museum in Paris.\n2. Paris: Paris is in France.\n\nQuestion: Where is"
     assert listed in prompt  # each passage one line, blank ones left out, and the question last
     assert prompt.endswith("Question: Where is the Louvre?\n")  # a raw completion goes on from the question
+
+
+def test_a_huge_retriever_answer_is_kept_capped_in_the_trace_and_the_prompt() -> None:
+    flood = ["A: " + "x" * 10_000_000, *(f"P{i}: text" for i in range(100_000))]
+    backend = ScriptedBackend("answer: 6\n")
+    trace = Agent(backend, [], mode="closed-book", retriever=lambda q: flood).run("q")
+    assert len(trace.passages) == PASSAGES_MAX and all(len(p) <= PASSAGE_CHARS for p in trace.passages)
+    assert trace.passages[0].endswith("…") and trace.passages[1:] == [f"P{i}: text" for i in range(PASSAGES_MAX - 1)]
+    assert len(backend.prompts[0]) < PASSAGES_MAX * (PASSAGE_CHARS + 8) + 2000
 
 
 def test_the_fallback_reads_the_passages_and_the_runs_notes_then_the_question(echo_tools: list[Tool]) -> None:

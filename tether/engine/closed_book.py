@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from importlib import resources
+from itertools import islice
 
 import lark
 
@@ -50,6 +51,7 @@ __all__ = [
     "closed_book_pass",
     "closed_book_prompt",
     "evidence_lines",
+    "kept_passages",
     "passage_lines",
 ]
 
@@ -97,10 +99,16 @@ def evidence_lines(steps: Sequence[Step], *, limit: int = EVIDENCE_MAX_LINES) ->
     return lines
 
 
+def kept_passages(passages: Iterable[str], *, limit: int = PASSAGES_MAX) -> list[str]:
+    """The passages a pass reads: each cleaned to one line and capped, blank ones left out, at most
+    `limit` of them (a retriever's 100 MB or millionth passage costs no more than the kept ones)."""
+    cleaned = (sanitise_observation(p, limit=PASSAGE_CHARS) for p in passages)
+    return list(islice((p for p in cleaned if p), limit))
+
+
 def passage_lines(passages: Sequence[str], *, limit: int = PASSAGES_MAX) -> list[str]:
-    """Passages as numbered lines, each cleaned to one line and capped, at most `limit` of them."""
-    kept = [sanitise_observation(p, limit=PASSAGE_CHARS) for p in passages if p.strip()]
-    return [f"{i}. {p}" for i, p in enumerate(kept[:limit], 1)]
+    """Passages as numbered lines (`kept_passages`)."""
+    return [f"{i}. {p}" for i, p in enumerate(kept_passages(passages, limit=limit), 1)]
 
 
 def closed_book_prompt(

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.engine.answer import ANSWER_TYPES, AnswerType, typed_answer_grammar
 from tether.engine.backends.base import Backend, Sampling
-from tether.engine.closed_book import closed_book_pass, evidence_lines
+from tether.engine.closed_book import closed_book_pass, evidence_lines, kept_passages
 from tether.engine.events import (
     ActionParsed,
     Event,
@@ -374,7 +374,7 @@ class _Run:
             raise
         except Exception as exc:  # the retriever's own bug must not end the run
             return self._no_passages(f"{type(exc).__name__}: {exc}")
-        self.trace.passages = [clean_text(p) for p in found if p.strip()]
+        self.trace.passages = kept_passages(found)
         return self.trace.passages
 
     def _no_passages(self, reason: str) -> list[str]:
