@@ -6,20 +6,25 @@ then up to case, accents and punctuation, then by the title without its disambig
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tether.corpus.schema import FORMAT_VERSION, format_of, require_fts5
-from tether.corpus.text import fts_query, normalise, title_key
+from tether.corpus.text import STOPWORDS, fts_query, normalise, title_key
 from tether.errors import ConfigError
 
-__all__ = ["BODY_WEIGHT", "TITLE_WEIGHT", "Corpus", "Document", "Hit"]
+__all__ = ["BODY_WEIGHT", "MAX_NAME_WORDS", "TITLE_WEIGHT", "Corpus", "Document", "Hit"]
 
 TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
+MAX_NAME_WORDS = 6  # the longest name `names_in` looks for, in words
+_SQL_VARIABLES = 500  # parameters per query, well under SQLite's limit
+_TOKEN = re.compile(r"\w[\w'&.-]*")
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,45 @@ class Corpus:
             (TITLE_WEIGHT, BODY_WEIGHT, match, k),
         )
         return [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
+
+    def search_among(self, query: str, titles: Collection[str], k: int = 5) -> list[Hit]:
+        """`search`, ranking only the paragraphs with these titles; those the query's words do not
+        match are left out."""
+        match = fts_query(query)
+        hits: list[Hit] = []
+        chosen = list(dict.fromkeys(titles))
+        for start in range(0, len(chosen) if match and k > 0 else 0, _SQL_VARIABLES):
+            chunk = chosen[start : start + _SQL_VARIABLES]
+            rows = self._all(
+                "SELECT d.title, d.body, bm25(docs_fts, ?, ?) AS rank FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
+                f"WHERE docs_fts MATCH ? AND d.title IN ({','.join('?' * len(chunk))}) ORDER BY rank, d.id LIMIT ?",
+                (TITLE_WEIGHT, BODY_WEIGHT, match, *chunk, k),
+            )
+            hits += [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
+        return sorted(hits, key=lambda hit: -hit.score)[:k]
+
+    def names_in(self, text: str) -> list[str]:
+        """Titles of the paragraphs that `text` names: a run of at most MAX_NAME_WORDS words that starts
+        with a capital or a digit and equals a title without its disambiguation, up to case, accents
+        and punctuation ("... born in Zurich ..." names "Zürich" and "Zurich (band)"). One-word names
+        need four letters and must not be a common word. In order of first mention."""
+        tokens = _TOKEN.findall(text)
+        keys: dict[str, None] = {}
+        for i, token in enumerate(tokens):
+            if not (token[0].isupper() or token[0].isdigit()):
+                continue
+            for n in range(1, min(MAX_NAME_WORDS, len(tokens) - i) + 1):
+                key = title_key(" ".join(tokens[i : i + n]))
+                if n > 1 or (len(key) >= 4 and key not in STOPWORDS):
+                    keys.setdefault(key)
+        order = {key: i for i, key in enumerate(keys)}
+        found: list[tuple[int, int, str]] = []
+        chosen = list(keys)
+        for start in range(0, len(chosen), _SQL_VARIABLES):
+            chunk = chosen[start : start + _SQL_VARIABLES]
+            sql = f"SELECT base_key, MIN(id), title FROM docs WHERE base_key IN ({','.join('?' * len(chunk))}) GROUP BY title"
+            found += [(order[key], first, title) for key, first, title in self._all(sql, tuple(chunk))]
+        return [title for *_, title in sorted(found)]
 
     def get(self, title: str) -> Document | None:
         """The paragraph with exactly this title, else one whose title matches it case-insensitively

@@ -166,16 +166,29 @@ def make_corpus_tools(
     return search_tool, lookup_tool
 
 
-def make_corpus_retriever(path: Path | str | Corpus, *, k: int = 5) -> Callable[[str], list[str]]:
-    """A retriever for `Agent(retriever=...)`: the `k` paragraphs of the knowledge base that best match
-    the question's words (BM25), best first, each as "Title: text". On the 60 HotpotQA questions of the
-    README's table, the 5 best hold both supporting pages for 34 and at least one for all 60, where the
-    model's own searches reached both for 5."""
+def make_corpus_retriever(path: Path | str | Corpus, *, k: int = 5, follow: int = 2) -> Callable[[str], list[str]]:
+    """A retriever for `Agent(retriever=...)`: `k` paragraphs of the knowledge base for a question, each
+    as "Title: text". The `follow` paragraphs that best match the question's words (BM25) come first,
+    then the pages they name (`Corpus.names_in`) that match the question best, then the question's
+    next best paragraphs. A two-hop question's second page is often named by its first and shares few
+    words with the question: on the 150 HotpotQA questions of the README's knowledge base, 5 paragraphs
+    held both supporting pages for 116 with `follow=2`, against 78 for the 5 best by BM25 alone
+    (`follow=0`)."""
     if k < 1:
         raise ConfigError(f"a retriever needs k of at least 1, not {k}")
+    if not 0 <= follow <= k:
+        raise ConfigError(f"a retriever follows the names in 0 to k ({k}) paragraphs, not {follow}")
     corpus = path if isinstance(path, Corpus) else Corpus(path)
 
     def retrieve(question: str) -> list[str]:
-        return [f"{hit.title}: {hit.text}" for hit in corpus.search(question, k=k)]
+        best = corpus.search(question, k=k)
+        chosen = best[:follow]
+        named = [title for hit in chosen for title in corpus.names_in(hit.text)]
+        for hit in [*corpus.search_among(question, named, k=k), *best[follow:], *corpus.search(question, k=2 * k)]:
+            if len(chosen) == k:
+                break
+            if all(hit.title != kept.title or hit.text != kept.text for kept in chosen):
+                chosen.append(hit)
+        return [f"{hit.title}: {hit.text}" for hit in chosen]
 
     return retrieve
