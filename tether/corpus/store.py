@@ -129,7 +129,8 @@ class Corpus:
         for start in range(0, len(chosen) if match and k > 0 else 0, _SQL_VARIABLES):
             chunk = chosen[start : start + _SQL_VARIABLES]
             rows = self._all(
-                "SELECT d.title, d.body, bm25(docs_fts, ?, ?) AS rank FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
+                "SELECT d.title, d.body, bm25(docs_fts, ?, ?) AS rank "
+                "FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
                 f"WHERE docs_fts MATCH ? AND d.title IN ({','.join('?' * len(chunk))}) ORDER BY rank, d.id LIMIT ?",
                 (TITLE_WEIGHT, BODY_WEIGHT, match, *chunk, k),
             )
@@ -155,7 +156,8 @@ class Corpus:
         chosen = list(keys)
         for start in range(0, len(chosen), _SQL_VARIABLES):
             chunk = chosen[start : start + _SQL_VARIABLES]
-            sql = f"SELECT base_key, MIN(id), title FROM docs WHERE base_key IN ({','.join('?' * len(chunk))}) GROUP BY title"
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT base_key, MIN(id), title FROM docs WHERE base_key IN ({marks}) GROUP BY title"
             found += [(order[key], first, title) for key, first, title in self._all(sql, tuple(chunk))]
         return [title for *_, title in sorted(found)]
 
