@@ -269,6 +269,34 @@ def test_search_returns_at_most_k(kb: Corpus) -> None:
     assert kb.search("qwertyuiop") == []
 
 
+def test_names_in_finds_the_titles_a_text_names_in_order_of_mention(kb: Corpus) -> None:
+    text = "Born in Zurich, she moved to Paris, saw Mercury and Ed Wood, never Lake Geneva's mammal."
+    found = kb.names_in(text)
+    assert found[:2] == ["Zürich", "Paris"]  # up to case and accents, in order of first mention
+    assert set(found[2:4]) == {"Mercury (planet)", "Mercury (element)"}  # a name opens every disambiguation
+    assert found[4:] == ["Ed Wood (film)", "Lake Geneva"]  # a name of several words, before a possessive
+    assert kb.names_in("the aardvark is in france and paris") == []  # a name starts with a capital
+    assert kb.names_in("") == []
+
+
+def test_names_in_needs_four_letters_and_no_common_word_for_a_one_word_name(tmp_path: Path) -> None:
+    docs = [{"title": "Ur", "text": "Ur was a city."}, {"title": "About", "text": "About is a word."}]
+    build_corpus(write_jsonl(tmp_path / "d.jsonl", docs), tmp_path / "kb.sqlite")
+    with Corpus(tmp_path / "kb.sqlite") as corpus:
+        assert corpus.names_in("Ur and About were here.") == []
+
+
+def test_search_among_ranks_only_the_given_titles_that_match(kb: Corpus) -> None:
+    hits = kb.search_among("largest city", ["Paris", "Zürich", "Aardvark", "No such page"], k=5)
+    assert {h.title for h in hits} == {"Paris", "Zürich"}  # the aardvark does not match, a missing title is none
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    assert [h.title for h in kb.search_among("largest city", ["Paris", "Zürich"], k=1)] == [hits[0].title]
+    assert kb.search_among("largest city", [], k=5) == []
+    assert kb.search_among("?!", ["Paris"], k=5) == []
+    many = [f"page {i}" for i in range(2000)] + ["Paris"]  # more titles than one query's parameters
+    assert [h.title for h in kb.search_among("capital", many)] == ["Paris"]
+
+
 def test_get_exact_then_case_insensitive(kb: Corpus) -> None:
     assert kb.get("France") == Document(
         "France",

@@ -82,12 +82,43 @@ def test_the_corpus_retriever_gives_the_best_paragraphs_for_the_question(kb: Pat
     assert "1. The Glass Orchard: The Glass Orchard is a 1988 novel" in backend.prompts[0]
 
 
+BRIDGE = [  # the second page of a two-hop question shares one word with it; its first page names it
+    {"title": "Marlow Bay (novel)", "text": "Marlow Bay is a 1931 novel by Edith Crane about a lighthouse keeper."},
+    {"title": "Edith Crane", "text": "Edith Crane was born in Dunmore in 1890."},
+    {"title": "Lighthouse keeper", "text": "A lighthouse keeper tends a lighthouse; the novel Keeper is about one."},
+    {"title": "Born Free (novel)", "text": "Born Free is a novel about a lioness, by a writer born in Austria."},
+]
+
+
+def test_the_corpus_retriever_follows_the_names_in_its_best_paragraphs(tmp_path: Path) -> None:
+    from tether.corpus import build_corpus
+    from tether.tools.corpus_tool import make_corpus_retriever
+
+    source = tmp_path / "bridge.jsonl"
+    source.write_text("".join(json.dumps(p) + "\n" for p in BRIDGE), encoding="utf-8")
+    build_corpus(source, tmp_path / "bridge.sqlite")
+    question = "Where was the writer of the lighthouse keeper novel Marlow Bay born?"
+
+    def titles(found: list[str]) -> list[str]:
+        return [passage.split(":")[0] for passage in found]
+
+    plain = titles(make_corpus_retriever(tmp_path / "bridge.sqlite", k=2, follow=0)(question))
+    assert plain[0] == "Marlow Bay (novel)" and "Edith Crane" not in plain  # BM25 alone misses the author
+    followed = make_corpus_retriever(tmp_path / "bridge.sqlite", k=2, follow=1)(question)
+    assert titles(followed) == ["Marlow Bay (novel)", "Edith Crane"]  # the first page names the second
+    assert followed[1] == "Edith Crane: Edith Crane was born in Dunmore in 1890."
+    everything = titles(make_corpus_retriever(tmp_path / "bridge.sqlite", k=9)(question))
+    assert sorted(everything) == sorted(p["title"] for p in BRIDGE)  # each page once, then no more
+
+
 def test_a_corpus_retriever_needs_a_positive_k_and_a_knowledge_base(tmp_path: Path, kb: Path) -> None:
     from tether.errors import ConfigError
     from tether.tools.corpus_tool import make_corpus_retriever
 
     with pytest.raises(ConfigError, match="k of at least 1"):
         make_corpus_retriever(kb, k=0)
+    with pytest.raises(ConfigError, match="follows the names in 0 or more paragraphs, not -1"):
+        make_corpus_retriever(kb, follow=-1)
     with pytest.raises(ConfigError):
         make_corpus_retriever(tmp_path / "missing.sqlite")
 

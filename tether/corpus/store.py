@@ -24,7 +24,7 @@ TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
 MAX_NAME_WORDS = 6  # the longest name `names_in` looks for, in words
 _SQL_VARIABLES = 500  # parameters per query, well under SQLite's limit
-_TOKEN = re.compile(r"\w[\w'&.-]*")
+_TOKEN = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
