@@ -112,6 +112,14 @@ def test_every_plain_number_is_a_number_answer(typed: dict[str, StepGrammar]) ->
         ("short", "2009.0.0.0"),
         ("short", "Kansas. Both schools"),
         ("short", "Texas \u201cTech\u201d"),
+        ("short", "Erika Jayne was born first"),  # a clause, not a phrase
+        ("short", "It Is Paris"),
+        ("short", "they are here"),
+        ("short", "is"),
+        ("short", "Lush Ltd. WERE"),
+        ("short", "Suicide Squad (film)"),  # a title's disambiguation is not the answer
+        ("short", "is. Paris"),  # a verb is no abbreviation
+        ("short", "Yolanda Adams) Step 1"),  # a parenthesis closes the answer
         ("text", "ANSWER is Paris"),
         ("text", "Answer"),
     ],
@@ -142,6 +150,7 @@ def test_a_step_answer_with_a_closing_point_is_refused(
         ('answer: "The Wall"', "text", '"The Wall"'),
         ("answer: C. W. Grafton.", "short", "C. W. Grafton"),
         ("answer: Kansas.", "short", "Kansas"),
+        ("answer: Yolanda Adams)", "short", "Yolanda Adams"),
     ],
 )
 def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(
@@ -158,6 +167,8 @@ def test_closing_marks_after_a_closed_book_answer_are_not_part_of_it(
         *[("short", "Answers Unlimited"), ("short", "an answer"), ("short", "The answer")],
         *[("short", "C. W. Grafton"), ("short", "U.S. Navy"), ("short", "$10.5 million")],
         *[("short", "Rear Adm. J. Snyder")],
+        *[("short", "Isle of Wight"), ("short", "wash"), ("short", "Wasps"), ("short", "Areas Where Ants Live")],
+        *[("short", "This Time"), ("short", "wasn't"), ("short", "Isaac")],
     ],
 )
 def test_typed_answers_are_in_their_grammar(typed: dict[str, StepGrammar], answer_type: str, answer: str) -> None:

@@ -23,9 +23,16 @@ A short answer is one phrase, not the start of a sentence: a small model reading
 `answer: 2009. The English local newspaper, featuring…` and `answer: "Texas Tech University". The
 question asks…`, and the budget glued the rest into one word. So its words hold no double quotes and
 no full stop, except between two digits ("3.5") and in initials and abbreviations ("C. W. Grafton",
-"U.S.", "Ltd.": one letter and at most two more small letters, then a point, repeated); the point
+"U.S.", "Ltd.": a capital and at most two small letters, then a point, repeated); the point
 after any other word ends the answer (the closed-book grammar takes it as a closing mark). None of the
 narrower languages can hold a colon, so none can start a step line either.
+
+A short answer is a phrase, not a clause: the model wrote `answer: Erika Jayne was born first` and
+`answer: Caroline Carver played Princess Jessica in the TVfilm` where the answer was the name. So no
+word of it may be one of `SHORT_ANSWER_VERBS` ("is", "was", "are", "were", any case; "wash" and "Isle"
+are fine: the trie above gives these words' last letters no end), and it holds no parentheses (a
+closed-book pass takes ")" as a closing mark): a title's "(film)" is not part of an answer. None of
+the 203 answers of the HotpotQA development files has either.
 
 An agent with an `output_type` narrows the answer to that type's grammar instead (`typed_answer_grammar`:
 a number, an enum's value, one line of JSON), padded like the others.
@@ -46,6 +53,7 @@ __all__ = [
     "ANSWER_MAX_WORD_CHARS",
     "ANSWER_TYPES",
     "SHORT_ANSWER_MAX_WORDS",
+    "SHORT_ANSWER_VERBS",
     "STEP_LINE_NAMES",
     "AnswerType",
     "answer_grammar",
@@ -56,13 +64,14 @@ AnswerType = Literal["text", "number", "yes-no", "short"]
 ANSWER_TYPES: tuple[AnswerType, ...] = get_args(AnswerType)
 ANSWER_MAX_WORDS = 24
 SHORT_ANSWER_MAX_WORDS = 8
+SHORT_ANSWER_VERBS = ("is", "was", "are", "were")  # words that make a short answer a sentence
 NUMBER_MAX_DIGITS = 18  # before the decimal point, commas aside
 NUMBER_MAX_DECIMALS = 10
 ANSWER_MAX_WORD_CHARS = 40
 STEP_LINE_NAMES = (ANSWER, "thought", "observation", "question")  # the transcript's own line openings
 
 _SPACES = " \t\r\n"
-_QUOTES = '"\u201c\u201d'  # left out of a short answer's words
+_QUOTES = '"\u201c\u201d'  # left out of a short answer's words, with a point and parentheses
 
 
 def _padded(body: Node) -> Grammar:
@@ -101,17 +110,21 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
         raise ConfigError(f"unknown answer type {answer_type!r}: use {', '.join(ANSWER_TYPES)}")
     short = answer_type == "short"
     max_words = SHORT_ANSWER_MAX_WORDS if short else ANSWER_MAX_WORDS
-    outside = _SPACES + (_QUOTES + "." if short else "")  # what no word may hold (a short one: see above)
+    outside = _SPACES + (_QUOTES + ".()" if short else "")  # what no word may hold (a short one: see above)
     # a name whose "name:" is longer than a word cannot be written as one, so needs no branch
-    names = sorted({n.casefold() for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS})
-    children: list[dict[str, int]] = [{}]  # trie over "name:"; node 0 is the start of a word
-    for name in names:
+    names = {n.casefold() + ":" for n in (*commands, *STEP_LINE_NAMES) if len(n) < ANSWER_MAX_WORD_CHARS}
+    banned = SHORT_ANSWER_VERBS if short else ()
+    children: list[dict[str, int]] = [{}]  # trie over "name:" and the banned words; node 0 starts a word
+    unfinished = set()  # the nodes where a word may not end: the last letters of the banned words
+    for name in sorted(names | set(banned)):
         node = 0
-        for ch in name + ":":
+        for ch in name:
             if ch not in children[node]:
                 children.append({})
                 children[node][ch] = len(children) - 1
             node = children[node][ch]
+        if name in banned:
+            unfinished.add(node)
     depth = [0] * len(children)
     for node, edges in enumerate(children):
         for child in edges.values():
@@ -126,7 +139,7 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
 
     for first in (False, True):
         for node, edges in enumerate(children):
-            if not edges or rule_of(node, first) in rules:
+            if not edges and node not in unfinished or rule_of(node, first) in rules:
                 continue  # a complete "name:": no way on, so it cannot be written
             followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
             options: list[Node] = [
@@ -140,13 +153,14 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
             rules.setdefault(tail, Repeat(letter, 0, ANSWER_MAX_WORD_CHARS - depth[node] - 1))
             options.append(Seq((CharClass.of(outside + "".join(followed), negated=True), Ref(tail))))
             body: Node = options[0] if len(options) == 1 else Alt(tuple(options))
-            may_end = node != 0 and not (first and node == first_word[-1])  # past the first letter a word may end
+            # past the first letter a word may end, but not as a banned word (nor the first as "answer")
+            may_end = node != 0 and node not in unfinished and not (first and node == first_word[-1])
             rules[rule_of(node, first)] = Repeat(body, 0, 1) if may_end else body
     first_word_rule: Node = Ref("first-0")
     word_rule: Node = Ref("w-0")
     if short:  # initials and abbreviations: "C.", "U.S.", "Ltd."
         small = Repeat(CharClass.of(string.ascii_lowercase), 0, 2)
-        rules["abbreviation"] = Repeat(Seq((CharClass.of(string.ascii_letters), small, Lit("."))), 1, 6)
+        rules["abbreviation"] = Repeat(Seq((CharClass.of(string.ascii_uppercase), small, Lit("."))), 1, 6)
         first_word_rule, word_rule = Alt((first_word_rule, Ref("abbreviation"))), Alt((word_rule, Ref("abbreviation")))
     word_gap = Repeat(Lit(" "), 1, 2)
     rules["root"] = Seq(
