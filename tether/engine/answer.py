@@ -139,7 +139,7 @@ def answer_grammar(commands: Iterable[str], answer_type: AnswerType = "text") ->
 
     for first in (False, True):
         for node, edges in enumerate(children):
-            if not edges and node not in unfinished or rule_of(node, first) in rules:
+            if (not edges and node not in unfinished) or rule_of(node, first) in rules:
                 continue  # a complete "name:": no way on, so it cannot be written
             followed = {c for ch in edges for c in (ch.lower(), ch.upper())}
             options: list[Node] = [
