@@ -368,21 +368,38 @@ def test_a_huge_retriever_answer_is_kept_capped_in_the_trace_and_the_prompt() ->
 
 
 def test_the_fallback_reads_the_passages_and_the_runs_notes_then_the_question(echo_tools: list[Tool]) -> None:
+    asked: list[str] = []
+
+    def retriever(question: str) -> list[str]:
+        asked.append(question)
+        return [f"Page: about {question}"]
+
     backend = ScriptedBackend(step("echo", "a"), "answer: A\n")
-    agent = Agent(backend, echo_tools, limits=Limits(max_steps=2), retriever=lambda q: [f"Page: about {q}"])
-    trace = agent.run("q?")
+    trace = Agent(backend, echo_tools, limits=Limits(max_steps=2), retriever=retriever).run("q?")
     assert trace.answer_source is AnswerSource.FALLBACK and trace.passages == ["Page: about q?"]
-    assert "Page: about q?" not in backend.prompts[0]  # the agent's steps do not read them
+    assert asked == ["q?"]  # once a run, for the agent's step and the fallback alike
     prompt = backend.prompts[1]
     assert prompt.index("1. Page: about q?") < prompt.index("1. echo: a -> A") < prompt.index("Question: q?")
 
 
-def test_a_run_that_answers_by_itself_never_calls_the_retriever(echo_tools: list[Tool]) -> None:
-    def retriever(question: str) -> list[str]:
-        raise AssertionError("called")
+def test_every_step_of_the_agent_reads_the_passages_before_the_question(echo_tools: list[Tool]) -> None:
+    calls: list[str] = []
 
-    trace = Agent(ScriptedBackend(step("echo", "a"), step("answer", "A")), echo_tools, retriever=retriever).run("q")
-    assert trace.answer == "A" and trace.passages == [] and trace.passages_error is None
+    def retriever(question: str) -> list[str]:
+        calls.append(question)
+        return ["Louvre: The Louvre is a museum in Paris."]
+
+    backend = ScriptedBackend(step("echo", "a"), step("answer", "Paris"))
+    agent = Agent(backend, echo_tools, retriever=retriever, prompt_style="raw")
+    trace = agent.run("Where is the Louvre?")
+    assert trace.answer == "Paris" and trace.answer_source is AnswerSource.AGENT and calls == ["Where is the Louvre?"]
+    shown = "Passages found for this question"
+    read = "\n1. Louvre: The Louvre is a museum in Paris.\n\nQuestion: Where is the Louvre?\n"
+    assert all(shown in p and read in p for p in backend.prompts) and len(backend.prompts) == 2
+    assert backend.prompts[1].startswith(backend.prompts[0])  # the same prefix: the cache still serves it
+    plain = ScriptedBackend(step("answer", "Paris"))
+    Agent(plain, echo_tools, limits=Limits(act_first=0)).run("Where is the Louvre?")
+    assert shown not in plain.prompts[0]  # no retriever, no passages
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,7 @@ __all__ = [
     "evidence_lines",
     "kept_passages",
     "passage_lines",
+    "reading_block",
 ]
 
 EVIDENCE_MAX_LINES = 12
@@ -111,6 +112,13 @@ def passage_lines(passages: Sequence[str], *, limit: int = PASSAGES_MAX) -> list
     return [f"{i}. {p}" for i, p in enumerate(kept_passages(passages, limit=limit), 1)]
 
 
+def reading_block(passages: Sequence[str]) -> str:
+    """What a prompt shows of the passages found for its question, before the question: a heading and
+    the numbered passages; "" for none."""
+    lines = passage_lines(passages)
+    return "\n".join([_PASSAGES_HEADING, *lines]) if lines else ""
+
+
 def closed_book_prompt(
     backend: Backend,
     question: str,
@@ -128,8 +136,8 @@ def closed_book_prompt(
     if answer_format is None and answer_type in _ANSWER_HINTS:
         system += " " + _ANSWER_HINTS[answer_type]
     parts = []
-    if passages:
-        parts.append("\n".join([_PASSAGES_HEADING, *passage_lines(passages)]))
+    if reading := reading_block(passages):
+        parts.append(reading)
     if evidence:
         parts.append("\n".join([_EVIDENCE_HEADING, *evidence]))
     parts.append(f"Question: {sanitise_observation(question, limit=2000)}")

@@ -6,9 +6,9 @@ closed-book reasoning pass over the question and what the run observed (`Limits.
 time limit there is no time left for a pass: the run ends with no answer, as before.
 
 An agent's `retriever` (question -> passages, e.g. `tether.tools.corpus_tool.make_corpus_retriever`)
-gives its closed-book passes something to read: a small model builds poor search queries, while the
-question itself finds both pages of a two-hop question in the 5 best paragraphs more often than its
-runs do."""
+gives every prompt of a run something to read before the question: a small model builds poor search
+queries, while the question itself (and the pages its best paragraphs name) finds both pages of a
+two-hop question far more often than the model's searches do."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tether.engine.answer import ANSWER_TYPES, AnswerType, typed_answer_grammar
 from tether.engine.backends.base import Backend, Sampling
-from tether.engine.closed_book import closed_book_pass, evidence_lines, kept_passages
+from tether.engine.closed_book import closed_book_pass, evidence_lines, kept_passages, reading_block
 from tether.engine.events import (
     ActionParsed,
     Event,
@@ -63,7 +63,7 @@ from tether.text import clean_text
 
 __all__ = ["Agent", "Limits", "Retriever"]
 
-Retriever = Callable[[str], Sequence[str]]  # a question -> passages for the closed-book passes to read
+Retriever = Callable[[str], Sequence[str]]  # a question -> passages for the run's prompts to read
 
 
 class Limits(BaseModel):
@@ -110,10 +110,11 @@ class Agent:
     line of JSON: see `tether.engine.typed`), on every path that answers, and puts the validated
     value on the Trace as `output`; a SchemaError where the type has no grammar.
 
-    `retriever`, where given, finds passages for the question (`Retriever`); every closed-book pass of a
-    run (closed-book mode, the fallback, `reason_then_act`'s passes) reads them, and the Trace keeps
-    them (`passages`). It runs once a run, bounded by the run's time limit; its failure is recorded on
-    the Trace (`passages_error`) and the pass goes on without passages.
+    `retriever`, where given, finds passages for the question (`Retriever`); every prompt of the run
+    (the agent's steps, the closed-book pass of the mode, the fallback or `reason_then_act`) shows them
+    before the question, and the Trace keeps them (`passages`). It runs once a run, bounded by the run's
+    time limit; its failure is recorded on the Trace (`passages_error`) and the run goes on without
+    passages.
 
     `tools` is required (pass `[]` for none, `tether.default_tools()` for the built-in default): the
     engine does not know the built-ins. A tool's ModelError or ToolError (any RecoverableError) and its
@@ -212,6 +213,7 @@ class _Run:
         self.trace = Trace(question=clean_text(question), model=agent.backend.name, mode=agent.mode)
         self.loops = LoopDetector(self.trace.steps)
         self.tool_state = RunState()  # stateful tools' memory, fresh for every run
+        self.read: list[str] | None = None  # the retriever's passages, once it has run
 
     def events(self) -> Iterator[Event]:
         limits = self.agent.limits
@@ -261,7 +263,10 @@ class _Run:
     def _decode(self, index: int, restriction: Restriction) -> Generator[Event, None, Step]:
         agent = self.agent
         grammar = agent.grammars[restriction]
-        prompt = render_prompt(agent.backend, self.trace.question, self.trace.steps, agent.tools, agent.prompt_style)
+        reading = reading_block(self._passages())
+        prompt = render_prompt(
+            agent.backend, self.trace.question, self.trace.steps, agent.tools, agent.prompt_style, reading
+        )
         stats = TokenCounts()  # the backend fills it in; it becomes the step's record
         began = time.monotonic()
         pieces: list[str] = []
@@ -357,13 +362,18 @@ class _Run:
             self.trace.stop_reason = StopReason.ANSWER if ended_itself else cut_or_forced
 
     def _passages(self) -> list[str]:
-        """The retriever's passages for the question, kept on the Trace (a run has at most one closed-book
-        pass, so this runs at most once). Its failure (or an answer that is not strings, or one past the
+        """The retriever's passages for the question, kept on the Trace; the retriever runs once a run,
+        when a prompt first needs them. Its failure (or an answer that is not strings, or one past the
         time limit) reads as no passages, as a tool's failure reads as an observation; a ConfigError (the
         setup's) ends the run, as a tool's does."""
         retriever = self.agent.retriever
         if retriever is None:
             return []
+        if self.read is None:
+            self.read = self._retrieve(retriever)
+        return self.read
+
+    def _retrieve(self, retriever: Retriever) -> list[str]:
         question = self.trace.question
         budget = max(0.0, self.deadline - time.monotonic())
         try:

@@ -88,13 +88,18 @@ def render_prompt(
     steps: Sequence[Step],
     tools: Iterable[DescribedTool],
     style: PromptStyle = "auto",
+    reading: str = "",
 ) -> str:
-    """The full prompt for the next step; it always ends where a `Thought:` line may begin."""
+    """The full prompt for the next step; it always ends where a `Thought:` line may begin. `reading`
+    (the passages found for the question, as `closed_book.reading_block` writes them) comes before the
+    question."""
     tools = list(tools)
     examples = examples_for(tools)
     shown = "Examples:\n\n" + "\n".join(examples) if examples else ""
     system = _INSTRUCTIONS.format(tools=tool_list(tools), examples=shown).rstrip("\n")
     user = f"Question: {sanitise_observation(question, limit=2000)}"
+    if reading:
+        user = f"{reading}\n\n{user}"
     return open_turn(backend, system, user, style) + "".join(map(step_transcript, steps))
 
 
