@@ -67,8 +67,8 @@ __all__ = ["ask", "run_question", "run_reasoning_first"]
     type=click.IntRange(0, PASSAGES_MAX),
     default=0,
     show_default=True,
-    help="closed-book passes (--closed-book, the fallback) read the K paragraphs of --kb that best match the "
-    "question (0: off)",
+    help="every prompt of the run (the agent's steps, --closed-book, the fallback) reads K paragraphs of --kb "
+    "found for the question: its 2 best, then the pages they name (0: off)",
 )
 @click.option(
     "--mcp",

@@ -114,8 +114,8 @@ MODE_CHOICES: dict[str, tuple[Mode, ...]] = {
     type=click.IntRange(0, PASSAGES_MAX),
     default=default_of(EvalConfig, "read"),
     show_default=True,
-    help="HotpotQA: closed-book passes (the mode, the fallback, --reason-first) read the K best paragraphs "
-    "of the knowledge base for the question (0: off)",
+    help="HotpotQA: every prompt of a run (the agent's steps, the closed-book passes) reads K paragraphs of "
+    "the knowledge base found for the question: its 2 best, then the pages they name (0: off)",
 )
 @server_options
 @click.option(
