@@ -7,7 +7,9 @@ their frequencies, from the HotpotQA files in /work/shared/data when present, el
 synthetic Zipf vocabulary) into a temporary JSONL file, builds a knowledge base from it with
 `tether.corpus.build_corpus`, then times `Corpus.search` and the corpus-backed `wikipedia` tool
 on three kinds of query: a sentence of some paragraph, the title of some paragraph, and 2-4
-random non-stopwords. Prints a table and writes the numbers to benchmarks/results/corpus.json.
+random non-stopwords; and the corpus retriever (`--read 5`: a search, the names in the 2 best
+paragraphs, a search among them) on the sentences, as a question would be. Prints a table and
+writes the numbers to benchmarks/results/corpus.json.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from tether.corpus import STOPWORDS, Corpus, build_corpus, split_sentences
-from tether.tools.corpus_tool import make_corpus_tools
+from tether.tools.corpus_tool import make_corpus_retriever, make_corpus_tools
 
 DATA = Path("/work/shared/data")
 HOTPOT_FILES = ("hotpotqa_dev_distractor_first53.json", "hotpotqa_dev_distractor_sample150.json")
@@ -125,6 +127,8 @@ def main() -> None:
         qs = queries(sample, args.queries, rng)
         latency = {f"search/{kind}": timed(lambda q: kb.search(q, k=5), items) for kind, items in qs.items()}
         latency |= {f"wikipedia/{kind}": timed(wikipedia, items) for kind, items in qs.items()}
+        retrieve = make_corpus_retriever(kb, k=5)  # what --read 5 asks for each question
+        latency["retriever/sentence"] = timed(retrieve, qs["sentence"])
         all_search = timed(lambda q: kb.search(q, k=5), [q for items in qs.values() for q in items])
         kb.close()
 
