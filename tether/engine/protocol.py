@@ -129,7 +129,7 @@ class Trace(BaseModel):
     # Constrained, yet a step failed validation for a reason other than the token budget: the backend
     # (a server) ignored the grammar. Such steps were handled as in free mode: an error observation each.
     grammar_ignored: bool = False
-    # What the agent's retriever found for the closed-book passes to read (empty without one), and why
+    # What the agent's retriever found for the run's prompts to read (empty without one), and why
     # it found nothing where it failed.
     passages: list[str] = Field(default_factory=list)
     passages_error: str | None = None

@@ -211,7 +211,7 @@ def write_reports(
         "agent / forced / fallback / closed-book / none: which path produced each answer (the model chose "
         "`answer:`; the grammar forced it at the step limit or in a loop; a closed-book pass over the run's "
         "observations; closed-book mode; no answer); gold titles reached: HotpotQA's supporting paragraphs "
-        "that a `wikipedia` search opened, a `lookup` read or a closed-book pass read among its passages "
+        "that a `wikipedia` search opened, a `lookup` read or the run read among its passages "
         "(`--read`), over all of them; questions with all gold "
         "titles: the share of questions whose runs reached every one.",
         "",

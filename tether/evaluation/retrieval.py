@@ -1,8 +1,8 @@
 """Retrieval, measured apart from reasoning: which of a HotpotQA question's gold paragraphs a run
 actually read. A gold title counts as reached when a `wikipedia` observation opened its page (the
 offline tool starts the page's text with `<title>:`), a `lookup` read a sentence of it (a result
-from the page open at the time), or a closed-book pass read it among the passages of the agent's
-retriever (`make_corpus_retriever` starts each with `<title>:`)."""
+from the page open at the time), or the run read it among the passages of the agent's retriever
+(`make_corpus_retriever` starts each with `<title>:`)."""
 
 from __future__ import annotations
 

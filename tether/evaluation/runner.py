@@ -104,8 +104,8 @@ class EvalConfig(BaseModel):
     # Closed-book passes that vote before the agent runs; it runs only when no answer has a majority
     # (tether.engine.vote.reason_then_act). 0: the agent alone. The closed-book mode is not affected.
     reason_first: int = Field(0, ge=0)
-    # HotpotQA: every closed-book pass (closed-book mode, the fallback, --reason-first's passes) reads the
-    # K paragraphs of the knowledge base that best match the question (`Agent(retriever=...)`). 0: off.
+    # HotpotQA: every prompt of a run (the agent's steps, the closed-book passes) reads K paragraphs of the
+    # knowledge base found for the question (`make_corpus_retriever`, `Agent(retriever=...)`). 0: off.
     read: int = Field(0, ge=0, le=PASSAGES_MAX)
 
     @field_validator("time_limit_s", mode="before")
@@ -501,7 +501,7 @@ def _backend_loader(config: EvalConfig) -> BackendLoader:
 
 def _agent(config: EvalConfig, dataset: Dataset, kb: Path | None, backend: Backend, mode: Mode) -> Agent:
     """The agent for one (dataset, mode): closed-book gets no tools, the others the dataset's; with
-    --read, its closed-book passes read the knowledge base's best paragraphs for the question."""
+    --read, every prompt of its runs reads paragraphs of the knowledge base found for the question."""
     from tether.tools.corpus_tool import make_corpus_retriever
 
     return Agent(
