@@ -277,6 +277,8 @@ def test_names_in_finds_the_titles_a_text_names_in_order_of_mention(kb: Corpus) 
     assert found[4:] == ["Ed Wood (film)", "Lake Geneva"]  # a name of several words, before a possessive
     assert kb.names_in("the aardvark is in france and paris") == []  # a name starts with a capital
     assert kb.names_in("") == []
+    crowd = " ".join(f"Name{i}" for i in range(400))  # 2,000 candidate names: more than one query's parameters
+    assert kb.names_in(f"{crowd} Paris and {crowd} Zurich") == ["Paris", "Zürich"]
 
 
 def test_names_in_needs_four_letters_and_no_common_word_for_a_one_word_name(tmp_path: Path) -> None:
