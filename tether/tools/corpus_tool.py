@@ -168,12 +168,12 @@ def make_corpus_tools(
 
 def make_corpus_retriever(path: Path | str | Corpus, *, k: int = 5, follow: int = 2) -> Callable[[str], list[str]]:
     """A retriever for `Agent(retriever=...)`: `k` paragraphs of the knowledge base for a question, each
-    as "Title: text". The `follow` paragraphs (at most k) that best match the question's words (BM25) come first,
-    then the pages they name (`Corpus.names_in`) that match the question best, then the question's
-    next best paragraphs. A two-hop question's second page is often named by its first and shares few
-    words with the question: on the 150 HotpotQA questions of the README's knowledge base, 5 paragraphs
-    held both supporting pages for 116 with `follow=2`, against 78 for the 5 best by BM25 alone
-    (`follow=0`)."""
+    as "Title: text". First the `follow` paragraphs (at most k) that best match the question's words
+    (BM25), then the pages they name (`Corpus.names_in`) that match the question best, then the
+    question's next best paragraphs. A two-hop question's second page is often named by its first and
+    shares few words with the question: on the 150 HotpotQA questions of the README's knowledge base, 5
+    paragraphs held both supporting pages for 116 with `follow=2`, against 78 for the 5 best by BM25
+    alone (`follow=0`; benchmarks/bench_retrieval.py)."""
     if k < 1:
         raise ConfigError(f"a retriever needs k of at least 1, not {k}")
     if follow < 0:
@@ -181,10 +181,10 @@ def make_corpus_retriever(path: Path | str | Corpus, *, k: int = 5, follow: int 
     corpus = path if isinstance(path, Corpus) else Corpus(path)
 
     def retrieve(question: str) -> list[str]:
-        best = corpus.search(question, k=k)
-        chosen = best[:follow]
+        best = corpus.search(question, k=2 * k)
+        chosen = best[:follow][:k]
         named = [title for hit in chosen for title in corpus.names_in(hit.text)]
-        for hit in [*corpus.search_among(question, named, k=k), *best[follow:], *corpus.search(question, k=2 * k)]:
+        for hit in [*corpus.search_among(question, named, k=k), *best[len(chosen) :]]:
             if len(chosen) == k:
                 break
             if all(hit.title != kept.title or hit.text != kept.text for kept in chosen):
