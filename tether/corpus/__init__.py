@@ -4,6 +4,8 @@
     kb = Corpus("kb.sqlite")
     kb.search("Who directed Ed Wood?", k=5)  -> [Hit(title, sentences, score), ...]  (best first)
     kb.get("ed wood")                        -> Document | None  (exact, then case-insensitive)
+    kb.names_in("...a film by Tim Burton")   -> ["Tim Burton"]  (the titles a text names)
+    kb.search_among("director", ["Tim Burton", "Ed Wood (film)"], k=1)  -> [Hit]  (BM25 among them)
 
 One job per module: `text` (cleaning, sentences, title keys, safe FTS5 queries), `readers` (the
 source formats, checked and size-capped), `schema` (the SQLite layout), `build` (writing a knowledge
