@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,23 +118,23 @@ class Corpus:
             "JOIN docs d ON d.id = h.rowid ORDER BY h.rank, d.id",
             (TITLE_WEIGHT, BODY_WEIGHT, match, k),
         )
-        return [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
+        return _hits(rows)
 
     def search_among(self, query: str, titles: Collection[str], k: int = 5) -> list[Hit]:
         """`search`, ranking only the paragraphs with these titles; those the query's words do not
         match are left out."""
         match = fts_query(query)
+        if k < 1 or not match:
+            return []
         hits: list[Hit] = []
-        chosen = list(dict.fromkeys(titles))
-        for start in range(0, len(chosen) if match and k > 0 else 0, _SQL_VARIABLES):
-            chunk = chosen[start : start + _SQL_VARIABLES]
+        for chunk in _batches(list(dict.fromkeys(titles))):
             rows = self._all(
                 "SELECT d.title, d.body, bm25(docs_fts, ?, ?) AS rank "
                 "FROM docs_fts JOIN docs d ON d.id = docs_fts.rowid "
-                f"WHERE docs_fts MATCH ? AND d.title IN ({','.join('?' * len(chunk))}) ORDER BY rank, d.id LIMIT ?",
+                f"WHERE docs_fts MATCH ? AND d.title IN ({_marks(chunk)}) ORDER BY rank, d.id LIMIT ?",
                 (TITLE_WEIGHT, BODY_WEIGHT, match, *chunk, k),
             )
-            hits += [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
+            hits += _hits(rows)
         return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def names_in(self, text: str) -> list[str]:
@@ -153,11 +153,8 @@ class Corpus:
                     keys.setdefault(key)
         order = {key: i for i, key in enumerate(keys)}
         found: list[tuple[int, int, str]] = []
-        chosen = list(keys)
-        for start in range(0, len(chosen), _SQL_VARIABLES):
-            chunk = chosen[start : start + _SQL_VARIABLES]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT base_key, MIN(id), title FROM docs WHERE base_key IN ({marks}) GROUP BY title"
+        for chunk in _batches(list(keys)):
+            sql = f"SELECT base_key, MIN(id), title FROM docs WHERE base_key IN ({_marks(chunk)}) GROUP BY title"
             found += [(order[key], first, title) for key, first, title in self._all(sql, tuple(chunk))]
         return [title for *_, title in sorted(found)]
 
@@ -189,3 +186,19 @@ class Corpus:
         sql = "SELECT title FROM docs WHERE base_key = ? GROUP BY title ORDER BY MIN(id) LIMIT ?"
         rows = self._all(sql, (key, limit))
         return [r[0] for r in rows]
+
+
+def _hits(rows: list[tuple[Any, ...]]) -> list[Hit]:
+    """Hits from (title, body, bm25 rank) rows: the body's lines are the sentences; higher is better."""
+    return [Hit(title, tuple(body.split("\n")), -float(rank)) for title, body, rank in rows]
+
+
+def _batches(items: list[str]) -> Iterator[list[str]]:
+    """`items` in runs of at most _SQL_VARIABLES, one query's parameters each."""
+    for start in range(0, len(items), _SQL_VARIABLES):
+        yield items[start : start + _SQL_VARIABLES]
+
+
+def _marks(chunk: list[str]) -> str:
+    """The "?, ?, ..." placeholders of an IN list of `chunk`."""
+    return ",".join("?" * len(chunk))

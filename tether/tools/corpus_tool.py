@@ -182,7 +182,7 @@ def make_corpus_retriever(path: Path | str | Corpus, *, k: int = 5, follow: int 
 
     def retrieve(question: str) -> list[str]:
         best = corpus.search(question, k=2 * k)
-        chosen = best[:follow][:k]
+        chosen = best[: min(follow, k)]
         named = [title for hit in chosen for title in corpus.names_in(hit.text)]
         for hit in [*corpus.search_among(question, named, k=k), *best[len(chosen) :]]:
             if len(chosen) == k:
